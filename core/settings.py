@@ -1,0 +1,116 @@
+"""Where files live and which device runs the models; passed explicitly, never global."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+GiB = 1024**3
+#: Model kinds that have a folder under each model root.
+MODEL_FOLDERS = ("checkpoints", "vae", "loras", "embeddings")
+CONFIG_FILE = "latentgraph.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Paths, device and memory policy of one engine.
+
+    ``base_dir`` holds ``models/<kind>/``, ``input/``, ``output/`` and ``temp/`` unless overridden.
+    Extra model roots come from ``latentgraph.toml`` (``model_roots = [...]``), the
+    ``LATENTGRAPH_MODEL_PATHS`` environment variable (``os.pathsep``-separated) and plugins.
+    """
+
+    base_dir: Path
+    output_dir: Path
+    input_dir: Path
+    temp_dir: Path
+    model_roots: tuple[Path, ...]
+    #: "auto", "cpu", "cuda", "cuda:1", "mps"
+    device: str = "auto"
+    #: "auto", "fp32", "fp16", "bf16"
+    dtype: str = "auto"
+    #: Cache byte budget per device type ("cpu", "cuda", "mps").
+    cache_budget: dict[str, int] = field(default_factory=lambda: {"cpu": 8 * GiB, "cuda": 6 * GiB, "mps": 4 * GiB})
+
+    @classmethod
+    def from_env(
+        cls,
+        base_dir: str | Path | None = None,
+        *,
+        output_dir: str | Path | None = None,
+        environ: dict[str, str] | None = None,
+        **overrides,
+    ) -> Settings:
+        env = os.environ if environ is None else environ
+        base = Path(base_dir or env.get("LATENTGRAPH_HOME") or Path.cwd()).resolve()
+        config: dict = {}
+        cfg_path = base / CONFIG_FILE
+        if cfg_path.is_file():
+            config = tomllib.loads(cfg_path.read_text())
+        roots = [base / "models"]
+        roots += [(base / p).resolve() for p in config.get("model_roots", [])]
+        roots += [Path(p).resolve() for p in env.get("LATENTGRAPH_MODEL_PATHS", "").split(os.pathsep) if p]
+        budget = {"cpu": 8 * GiB, "cuda": 6 * GiB, "mps": 4 * GiB}
+        budget.update({k: int(v) for k, v in config.get("cache_budget", {}).items()})
+        if env.get("LATENTGRAPH_CACHE_BUDGET"):
+            budget.update(parse_budget(env["LATENTGRAPH_CACHE_BUDGET"]))
+        values = dict(
+            base_dir=base,
+            output_dir=Path(output_dir or config.get("output_dir") or base / "output").resolve(),
+            input_dir=(base / config.get("input_dir", "input")).resolve(),
+            temp_dir=(base / config.get("temp_dir", "temp")).resolve(),
+            model_roots=tuple(dict.fromkeys(roots)),
+            device=env.get("LATENTGRAPH_DEVICE", config.get("device", "auto")),
+            dtype=env.get("LATENTGRAPH_DTYPE", config.get("dtype", "auto")),
+            cache_budget=budget,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def with_model_roots(self, *roots: Path) -> Settings:
+        return replace(self, model_roots=tuple(dict.fromkeys((*self.model_roots, *roots))))
+
+    def model_dirs(self, kind: str) -> list[Path]:
+        return [root / kind for root in self.model_roots]
+
+    def list_models(self, kind: str, suffixes: tuple[str, ...] = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")) -> list[str]:
+        """Relative names of model files (and diffusers folders) of one kind, first root wins."""
+        names: dict[str, None] = {}
+        for folder in self.model_dirs(kind):
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.rglob("*")):
+                rel = path.relative_to(folder).as_posix()
+                if path.is_file() and path.suffix.lower() in suffixes:
+                    names.setdefault(rel)
+                elif path.is_dir() and (path / "model_index.json").is_file():
+                    names.setdefault(rel)
+        return list(names)
+
+    def find_model(self, kind: str, name: str) -> Path | None:
+        """Resolve a model name inside the model folders; never outside them."""
+        for folder in self.model_dirs(kind):
+            candidate = (folder / name).resolve()
+            if candidate.is_relative_to(folder.resolve()) and candidate.exists():
+                return candidate
+        return None
+
+
+def parse_budget(text: str) -> dict[str, int]:
+    """``"cpu=8G,cuda=6G"`` → bytes per device type."""
+    units = {"": 1, "K": 1024, "M": 1024**2, "G": GiB, "T": 1024**4}
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        dev, _, amount = part.partition("=")
+        amount = amount.strip().upper().rstrip("B")
+        unit = amount[-1] if amount and amount[-1] in units else ""
+        number = amount[: len(amount) - len(unit)] if unit else amount
+        out[dev.strip()] = int(float(number) * units[unit])
+    return out
