@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from latentgraph import hookimpl
+
+DATA_DIR = Path(__file__).parent / "data"
 
 
 @hookimpl
 def register_nodes():
-    return []
+    from latentgraph.nodes import images
+
+    return [
+        *images.NODES,
+    ]
+
+
+@hookimpl
+def register_model_roots():
+    """Models that ship inside the package (the default model of the example workflows)."""
+    return [DATA_DIR / "models"]

@@ -1,0 +1,3 @@
+"""Image I/O nodes: SaveImage, PreviewImage, LoadImage, ImageScale."""
+
+NODES: list = []

@@ -1,0 +1,11 @@
+"""Test-wide guards: nothing may reach a model hub; everything runs on the CPU."""
+
+import os
+
+# Fail loudly if any code path reaches for a hub: offline mode plus an endpoint that refuses.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("LATENTGRAPH_DEVICE", "cpu")
