@@ -28,6 +28,7 @@ from latentgraph.registry import NodeRegistry, RegistrationError
 log = logging.getLogger("latentgraph.plugins")
 
 ENTRY_POINT_GROUP = "latentgraph"
+#: Built-in plugin modules, registered under the name "latentgraph".
 BUILTIN_PLUGINS = ("latentgraph.nodes.builtin",)
 
 
@@ -74,16 +75,17 @@ class PluginHost:
         info.hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
         return info
 
-    def add_module(self, module_name: str, source: str, version: str = "") -> PluginInfo:
+    def add_module(self, module_name: str, source: str, version: str = "", name: str | None = None) -> PluginInfo:
+        name = name or module_name
         start = time.perf_counter()
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
-            info = self.plugins.setdefault(module_name, PluginInfo(module_name, source, version))
+            info = self.plugins.setdefault(name, PluginInfo(name, source, version))
             info.errors.append(f"import failed: {_describe(exc)}")
-            log.warning("plugin %s failed to import: %s", module_name, exc)
+            log.warning("plugin %s failed to import: %s", name, exc)
             return info
-        info = self.add(module, module_name, source, version)
+        info = self.add(module, name, source, version)
         info.load_seconds += time.perf_counter() - start
         return info
 
@@ -234,8 +236,10 @@ def load_plugins(
     host = PluginHost()
     allowed = set(allow) if allow is not None else None
     if builtins:
+        from latentgraph import __version__
+
         for module_name in BUILTIN_PLUGINS:
-            host.add_module(module_name, "builtin")
+            host.add_module(module_name, "builtin", __version__, name="latentgraph")
     if entry_points:
         host.add_entry_points(allowed)
     if plugins_dir is not None:

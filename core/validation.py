@@ -1,0 +1,375 @@
+"""Checks a workflow against the registry before anything runs, reporting every problem at once.
+
+The result is a :class:`Graph`: the nodes the output nodes need, their coerced literal inputs,
+their links, and a dependency order — everything the executor needs and nothing it must re-check.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from latentgraph.errors import ErrorDetail, ErrorReport
+from latentgraph.node import ANY_TYPE, InputSpec, Node, NodeSpec
+from latentgraph.registry import NodeRegistry
+from latentgraph.settings import Settings
+from latentgraph.workflow import Link, Workflow, WorkflowNode
+
+_INT_TEXT = re.compile(r"^[+-]?\d+$")
+
+
+@dataclass(slots=True)
+class PlannedNode:
+    id: str
+    class_type: str  # canonical name (aliases resolved)
+    node_type: type[Node]
+    literals: dict[str, Any]
+    links: dict[str, Link]
+    #: Canonical text of the literal inputs, computed once; part of the cache key.
+    literal_key: str = ""
+    title: str = ""
+
+    @property
+    def spec(self) -> NodeSpec:
+        return self.node_type.spec
+
+
+@dataclass
+class Graph:
+    """A validated workflow, ready to execute."""
+
+    nodes: dict[str, PlannedNode]
+    #: Dependency order of the nodes the outputs need.
+    order: list[str]
+    outputs: list[str]
+    #: The API-format JSON it came from (embedded in saved images).
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+class _ChoiceCache:
+    """Resolves each COMBO's choices once per validation (they may list files on disk)."""
+
+    def __init__(self, settings: Settings, registry: NodeRegistry) -> None:
+        self.settings, self.registry = settings, registry
+        self._seen: dict[tuple[str, str], list[str]] = {}
+
+    def get(self, spec: NodeSpec, inp: InputSpec) -> list[str]:
+        key = (spec.name, inp.name)
+        if key not in self._seen:
+            self._seen[key] = inp.resolve_choices(self.settings, self.registry)
+        return self._seen[key]
+
+
+def validate(
+    workflow: Workflow,
+    registry: NodeRegistry,
+    settings: Settings,
+    *,
+    report: ErrorReport | None = None,
+    targets: Iterable[str] | None = None,
+) -> tuple[Graph | None, ErrorReport]:
+    """Validate; returns ``(graph, report)`` with ``graph`` None when anything is wrong.
+
+    ``targets`` restricts the run to these output nodes (and what they need).
+    """
+    report = report if report is not None else ErrorReport()
+    types: dict[str, type[Node]] = {}
+    for node in workflow.nodes.values():
+        node_type = registry.get(node.class_type)
+        if node_type is None:
+            report.add(
+                node.id,
+                node.class_type,
+                ErrorDetail(
+                    "missing_node_type",
+                    f"Unknown node type '{node.class_type}'",
+                    details=_suggest(node.class_type, registry),
+                    extra_info={"node_id": node.id, "class_type": node.class_type, "node_title": node.title},
+                ),
+            )
+        else:
+            types[node.id] = node_type
+
+    if targets is not None:
+        outputs = []
+        for t in targets:
+            if t not in workflow.nodes:
+                report.error = ErrorDetail("invalid_prompt", f"Target node '{t}' is not in the workflow")
+            elif t in types:
+                outputs.append(t)
+    else:
+        outputs = [nid for nid, t in types.items() if t.spec.output_node]
+    if not outputs and not report.node_errors:
+        report.error = report.error or ErrorDetail(
+            "prompt_no_outputs",
+            "Workflow has no output nodes",
+            details="add a node such as SaveImage or PreviewImage",
+        )
+
+    needed = _ancestors(workflow, outputs)
+    choices = _ChoiceCache(settings, registry)
+    planned: dict[str, PlannedNode] = {}
+    for node_id in needed:
+        node = workflow.nodes[node_id]
+        node_type = types.get(node_id)
+        if node_type is None:
+            continue
+        item = _check_node(node, node_type, workflow, types, registry, settings, choices, report)
+        if item is not None:
+            planned[node_id] = item
+
+    order = _dependency_order(workflow, needed, report)
+    if report:
+        return None, report
+    return Graph(planned, order, outputs, workflow.to_api()), report
+
+
+def _ancestors(workflow: Workflow, outputs: list[str]) -> set[str]:
+    needed: set[str] = set()
+    stack = list(outputs)
+    while stack:
+        node_id = stack.pop()
+        if node_id in needed:
+            continue
+        needed.add(node_id)
+        for value in workflow.nodes[node_id].inputs.values():
+            if isinstance(value, Link) and value.node_id in workflow.nodes and value.node_id not in needed:
+                stack.append(value.node_id)
+    return needed
+
+
+def _dependency_order(workflow: Workflow, needed: set[str], report: ErrorReport) -> list[str]:
+    graph = nx.DiGraph()
+    graph.add_nodes_from(needed)
+    graph.add_edges_from(
+        (value.node_id, node_id)
+        for node_id in needed
+        for value in workflow.nodes[node_id].inputs.values()
+        if isinstance(value, Link) and value.node_id in needed
+    )
+    try:
+        return list(nx.topological_sort(graph))
+    except nx.NetworkXUnfeasible:
+        for component in nx.strongly_connected_components(graph):
+            if len(component) == 1 and not graph.has_edge(next(iter(component)), next(iter(component))):
+                continue
+            cycle = sorted(component, key=_id_sort_key)
+            for node_id in cycle:
+                report.add(
+                    node_id,
+                    workflow.nodes[node_id].class_type,
+                    ErrorDetail(
+                        "dependency_cycle",
+                        "Node is part of a dependency cycle",
+                        details="cycle through nodes " + " → ".join(cycle),
+                        extra_info={"cycle": cycle},
+                    ),
+                )
+        return []
+
+
+def _check_node(
+    node: WorkflowNode,
+    node_type: type[Node],
+    workflow: Workflow,
+    types: dict[str, type[Node]],
+    registry: NodeRegistry,
+    settings: Settings,
+    choices: _ChoiceCache,
+    report: ErrorReport,
+) -> PlannedNode | None:
+    spec = node_type.spec
+    literals: dict[str, Any] = {}
+    links: dict[str, Link] = {}
+    ok = True
+
+    def fail(kind: str, message: str, inp: InputSpec, details: str = "", **extra: Any) -> None:
+        nonlocal ok
+        ok = False
+        info = {"input_name": inp.name, "input_config": _input_config(inp), **extra}
+        report.add(node.id, node.class_type, ErrorDetail(kind, message, details, info))
+
+    for inp in spec.inputs:
+        if inp.name not in node.inputs:
+            if inp.required:
+                fail("required_input_missing", f"Required input '{inp.name}' is missing", inp)
+            elif inp.is_widget and inp.default is not None:
+                literals[inp.name] = inp.default
+            continue
+        value = node.inputs[inp.name]
+        if isinstance(value, Link):
+            source = workflow.nodes.get(value.node_id)
+            if source is None:
+                fail(
+                    "missing_link_source",
+                    f"Input '{inp.name}' is linked to node '{value.node_id}', which does not exist",
+                    inp,
+                    extra_info_link(value),
+                )
+                continue
+            source_type = types.get(value.node_id)
+            if source_type is None:
+                ok = False  # already reported as an unknown type
+                continue
+            outs = source_type.spec.outputs
+            if not 0 <= value.output < len(outs):
+                fail(
+                    "output_index_out_of_range",
+                    f"Input '{inp.name}' is linked to output {value.output} of node '{value.node_id}' "
+                    f"({source.class_type}), which has {len(outs)} output(s)",
+                    inp,
+                    extra_info_link(value),
+                )
+                continue
+            out_type = outs[value.output].type
+            if not registry.compatible(out_type, inp.type):
+                fail(
+                    "return_type_mismatch",
+                    f"Input '{inp.name}' expects {inp.type} but node '{value.node_id}' "
+                    f"({source.class_type}) output {value.output} gives {out_type}",
+                    inp,
+                    extra_info_link(value),
+                    received_type=out_type,
+                )
+                continue
+            links[inp.name] = value
+            continue
+        if not inp.is_widget and inp.type != ANY_TYPE:
+            fail(
+                "invalid_input_type",
+                f"Input '{inp.name}' takes a {inp.type} connection [node_id, output_index], not a value",
+                inp,
+                details=f"got {json.dumps(value, default=repr)[:80]}",
+                received_value=value,
+            )
+            continue
+        coerced, problem = _coerce(value, inp, spec, choices)
+        if problem is not None:
+            kind, message = problem
+            fail(kind, message, inp, received_value=value)
+            continue
+        literals[inp.name] = coerced
+
+    if not ok:
+        return None
+    try:
+        problems = node_type.check_inputs(settings, literals)
+    except Exception as exc:  # a node's own check must not crash validation
+        problems = [f"check_inputs raised {type(exc).__name__}: {exc}"]
+    for problem in problems:
+        ok = False
+        report.add(node.id, node.class_type, ErrorDetail("custom_validation_failed", str(problem)))
+    if not ok:
+        return None
+    return PlannedNode(
+        node.id,
+        spec.name,
+        node_type,
+        literals,
+        links,
+        literal_key=_literal_key(literals),
+        title=node.title,
+    )
+
+
+def extra_info_link(link: Link) -> str:
+    return f"link [{link.node_id!r}, {link.output}]"
+
+
+def _coerce(value: Any, inp: InputSpec, spec: NodeSpec, choices: _ChoiceCache) -> tuple[Any, tuple[str, str] | None]:
+    """Convert a literal to the input's type where unambiguous, then check its range."""
+    t = inp.type
+    bad = ("invalid_input_type", f"Input '{inp.name}' expects {t}, got {type(value).__name__} {_short(value)}")
+    if t == "INT":
+        if isinstance(value, bool):
+            return None, bad
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        elif isinstance(value, str) and _INT_TEXT.match(value.strip()):
+            value = int(value.strip())
+        if not isinstance(value, int):
+            return None, bad
+    elif t == "FLOAT":
+        if isinstance(value, bool):
+            return None, bad
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                return None, bad
+        if not isinstance(value, (int, float)) or math.isnan(value):
+            return None, bad
+        value = float(value)
+    elif t == "BOOLEAN":
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            value = value.strip().lower() == "true"
+        elif isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+            value = bool(value)
+        if not isinstance(value, bool):
+            return None, bad
+    elif t == "STRING":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            return None, bad
+    elif t == "COMBO":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            return None, bad
+        try:
+            allowed = choices.get(spec, inp)
+        except Exception as exc:
+            return None, ("exception_during_validation", f"Could not list choices for '{inp.name}': {exc}")
+        if value not in allowed:
+            shown = ", ".join(allowed[:20]) + (" …" if len(allowed) > 20 else "")
+            return None, (
+                "value_not_in_list",
+                f"Input '{inp.name}': '{value}' is not among the choices [{shown or 'none available'}]",
+            )
+        return value, None
+    if t in ("INT", "FLOAT"):
+        if inp.min is not None and value < inp.min:
+            return None, ("value_smaller_than_min", f"Input '{inp.name}': {value} is smaller than the minimum {inp.min}")
+        if inp.max is not None and value > inp.max:
+            return None, ("value_bigger_than_max", f"Input '{inp.name}': {value} is bigger than the maximum {inp.max}")
+    return value, None
+
+
+def _literal_key(literals: dict[str, Any]) -> str:
+    if all(type(v) in (int, float, str, bool) or v is None for v in literals.values()):
+        return repr(sorted(literals.items()))
+    return json.dumps(literals, sort_keys=True, default=repr)
+
+
+def _input_config(inp: InputSpec) -> dict[str, Any]:
+    config: dict[str, Any] = {"type": inp.type}
+    for key in ("default", "min", "max"):
+        value = getattr(inp, key)
+        if value is not None:
+            config[key] = value
+    return config
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _suggest(name: str, registry: NodeRegistry) -> str:
+    import difflib
+
+    known = list(registry.node_types) + list(registry.aliases)
+    close = difflib.get_close_matches(name, known, n=3)
+    base = "is the plugin that provides it installed and enabled? (`latentgraph plugins`)"
+    return f"did you mean {', '.join(close)}? " + base if close else base
+
+
+def _id_sort_key(node_id: str) -> tuple[int, str]:
+    return (0, f"{int(node_id):012d}") if node_id.isdigit() else (1, node_id)
