@@ -48,9 +48,7 @@ _SINGLE_FRAME_FORMATS = frozenset({"MPO"})
 def safe_join(base: Path, relative: str) -> Path | None:
     """``base / relative`` resolved, or None if it would leave ``base`` (``..``, absolute, symlink)."""
     rel = relative.replace("\\", "/")
-    if not rel or "\x00" in rel or rel.startswith("/") or PurePosixPath(rel).is_absolute() or re.match(r"^[A-Za-z]:", rel):
-        return None
-    if ".." in PurePosixPath(rel).parts:
+    if not rel or "\x00" in rel or rel.startswith("/") or ".." in PurePosixPath(rel).parts:
         return None
     root = base.resolve()
     candidate = (root / rel).resolve()
@@ -114,8 +112,10 @@ def next_counter(folder: Path, name: str) -> int:
     """1 + the highest ``<name>_<digits>…`` counter among the folder's files (ComfyUI's scheme)."""
     start = name + "_"
     highest = 0
-    if folder.is_dir():
-        for entry in os.scandir(folder):
+    if not folder.is_dir():
+        return 1
+    with os.scandir(folder) as entries:
+        for entry in entries:
             if entry.name.startswith(start):
                 digits = entry.name[len(start) :].split("_", 1)[0].split(".", 1)[0]
                 if digits.isdigit():
@@ -157,7 +157,6 @@ def encode_png(image: Image.Image, chunks: Mapping[str, str], compress_level: in
 
 def write_new_file(folder: Path, name: str, counter: int, data: bytes) -> tuple[str, int]:
     """Write ``<name>_<counter:05>_.png`` without ever overwriting; returns (filename, counter)."""
-    folder.mkdir(parents=True, exist_ok=True)
     while True:
         filename = f"{name}_{counter:05}_.png"
         try:
@@ -181,6 +180,10 @@ def save_images(
     target = resolve_save_prefix(root, filename_prefix, width, height)
     extra = ctx.extra or {}
     chunks = pngmeta.workflow_chunks(extra.get("prompt"), extra.get("workflow"), extra.get("extra_pnginfo"))
+    try:
+        target.folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NodeInputError("filename_prefix", f"cannot create the folder '{target.subfolder}': {exc.strerror or exc}") from exc
     results = []
     counters: dict[str, int] = {}
     for index in range(batch.shape[0]):
@@ -353,9 +356,9 @@ class LoadImage(Node):
         path = resolve_image_name(ctx.settings, image)
         try:
             return read_image_file(path)
-        except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-            raise NodeInputError("image", f"'{image}' is not an image that can be read: {exc}") from exc
-        except (OSError, SyntaxError, ValueError) as exc:
+        except UnidentifiedImageError as exc:
+            raise NodeInputError("image", f"'{image}' is not an image that can be read (unknown format)") from exc
+        except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
             raise NodeInputError("image", f"'{image}' could not be decoded: {exc}") from exc
 
     @classmethod
@@ -378,6 +381,8 @@ class LoadImage(Node):
             return [str(exc)]
         try:
             Image.open(path).close()  # reads the header only: cheap, catches non-images
+        except UnidentifiedImageError:
+            return [f"input 'image': '{name}' is not an image that can be read (unknown format)"]
         except Exception as exc:  # noqa: BLE001 - any decoder failure means "not an image"
             return [f"input 'image': '{name}' is not an image that can be read: {exc}"]
         return []

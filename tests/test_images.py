@@ -158,6 +158,13 @@ def test_save_rejects_symlink_leading_out(settings, registry, tmp_path_factory):
     assert list(outside.iterdir()) == []
 
 
+def test_save_reports_a_file_in_the_way_of_the_subfolder(settings, registry):
+    (settings.output_dir / "taken").write_text("a file, not a folder")
+    with pytest.raises(NodeInputError, match="cannot create") as err:
+        SaveImage().execute(make_ctx(settings, registry), images=gradient(), filename_prefix="taken/img")
+    assert err.value.input_name == "filename_prefix"
+
+
 def test_save_rejects_non_image_input(settings, registry):
     with pytest.raises(NodeInputError) as err:
         SaveImage().execute(make_ctx(settings, registry), images=torch.zeros(2, 3), filename_prefix="x")
@@ -350,3 +357,62 @@ def test_read_workflow_from_foreign_png_and_errors(tmp_path):
     Image.new("RGB", (2, 2)).save(tmp_path / "broken.png", pnginfo=broken)
     with pytest.raises(PngMetadataError, match="prompt"):
         read_workflow_from_png(tmp_path / "broken.png")
+
+
+# -- end to end through the engine ------------------------------------------------------------
+
+
+@pytest.fixture
+def engine(settings):
+    from latentgraph.engine import Engine
+
+    return Engine.create(settings, entry_points=False)
+
+
+def scale_workflow(prefix="e2e/img"):
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
+        "2": {
+            "class_type": "ImageScale",
+            "inputs": {"image": ["1", 0], "upscale_method": "lanczos", "width": 0, "height": 6, "crop": "disabled"},
+        },
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": prefix}},
+    }
+
+
+def test_engine_load_scale_save_then_cache_then_file_edit(engine, settings):
+    Image.new("RGB", (8, 4), (200, 100, 50)).save(settings.input_dir / "photo.png")
+    wf = scale_workflow()
+    first = engine.run(wf, extra={"extra_pnginfo": {"workflow": WORKFLOW}})
+    assert first.status == "success", first.failure
+    saved = first.outputs["3"]["images"]
+    assert saved == [{"filename": "img_00001_.png", "subfolder": "e2e", "type": "output"}]
+    path = settings.output_dir / "e2e" / "img_00001_.png"
+    with Image.open(path) as img:
+        assert img.size == (12, 6)
+    meta = read_workflow_from_png(path)
+    assert meta["prompt"]["3"]["class_type"] == "SaveImage" and meta["workflow"] == WORKFLOW
+
+    again = engine.run(wf)
+    assert again.executed == [] and sorted(again.cached) == ["1", "2", "3"]
+    assert again.outputs["3"]["images"] == saved
+    assert sorted(p.name for p in (settings.output_dir / "e2e").iterdir()) == ["img_00001_.png"]
+
+    Image.new("RGB", (8, 4), (0, 0, 0)).save(settings.input_dir / "photo.png")
+    edited = engine.run(wf)
+    assert sorted(edited.executed) == ["1", "2", "3"]
+    assert edited.outputs["3"]["images"][0]["filename"] == "img_00002_.png"
+
+
+def test_engine_reports_missing_image_and_escaping_prefix(engine, settings):
+    from latentgraph.errors import WorkflowInvalid
+
+    Image.new("RGB", (2, 2)).save(settings.input_dir / "other.png")
+    with pytest.raises(WorkflowInvalid) as err:
+        engine.run(scale_workflow())
+    assert "photo.png" in err.value.report.format()
+
+    Image.new("RGB", (2, 2)).save(settings.input_dir / "photo.png")
+    result = engine.run(scale_workflow(prefix="../../outside"))
+    assert result.status == "error"
+    assert result.failure.node_id == "3" and result.failure.input_name == "filename_prefix"
