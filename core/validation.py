@@ -19,7 +19,7 @@ from latentgraph.errors import ErrorDetail, ErrorReport
 from latentgraph.node import ANY_TYPE, InputSpec, Node, NodeSpec
 from latentgraph.registry import NodeRegistry
 from latentgraph.settings import Settings
-from latentgraph.workflow import Link, Workflow, WorkflowNode
+from latentgraph.workflow import UNREADABLE, Link, Workflow, WorkflowNode
 
 _INT_TEXT = re.compile(r"^[+-]?\d+$")
 
@@ -154,7 +154,7 @@ def _dependency_order(workflow: Workflow, needed: set[str], report: ErrorReport)
         if isinstance(value, Link) and value.node_id in needed
     )
     try:
-        return list(nx.topological_sort(graph))
+        return list(nx.lexicographical_topological_sort(graph, key=_id_sort_key))
     except nx.NetworkXUnfeasible:
         for component in nx.strongly_connected_components(graph):
             if len(component) == 1 and not graph.has_edge(next(iter(component)), next(iter(component))):
@@ -203,6 +203,9 @@ def _check_node(
                 literals[inp.name] = inp.default
             continue
         value = node.inputs[inp.name]
+        if value is UNREADABLE:
+            ok = False
+            continue
         if isinstance(value, Link):
             source = workflow.nodes.get(value.node_id)
             if source is None:

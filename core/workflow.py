@@ -16,6 +16,16 @@ from latentgraph.errors import ErrorDetail, ErrorReport
 LITERAL_LIST_KEY = "__value__"
 
 
+class _Unreadable:
+    """Stands in for an input value that could not be parsed (already reported)."""
+
+    def __repr__(self) -> str:
+        return "<unreadable>"
+
+
+UNREADABLE = _Unreadable()
+
+
 @dataclass(frozen=True, slots=True)
 class Link:
     """A connection from output ``output`` of node ``node_id``."""
@@ -45,6 +55,8 @@ class Workflow:
         for node in self.nodes.values():
             inputs = {}
             for name, value in node.inputs.items():
+                if value is UNREADABLE:
+                    continue
                 if isinstance(value, Link):
                     inputs[name] = value.to_json()
                 elif isinstance(value, list):
@@ -105,6 +117,7 @@ def parse_workflow(data: Any) -> tuple[Workflow, ErrorReport]:
             if isinstance(parsed, ErrorDetail):
                 parsed.extra_info["input_name"] = name
                 report.add(node_id, class_type, parsed)
+                inputs[name] = UNREADABLE
             else:
                 inputs[name] = parsed
         meta = entry.get("_meta")
