@@ -44,6 +44,11 @@ class InputSpec:
     tooltip: str = ""
     #: For INT seeds: the editor shows a "control after generate" widget after this one.
     control_after_generate: bool = False
+    #: COMBO only: False lets values outside the listed choices through to ``check_inputs``
+    #: (e.g. ComfyUI's ``"name.png [output]"`` annotations).
+    strict_choices: bool = True
+    #: Extra editor options passed through to ``/object_info`` (e.g. ``{"image_upload": True}``).
+    editor_options: Mapping[str, Any] | None = None
 
     @property
     def is_widget(self) -> bool:
@@ -128,8 +133,11 @@ class Node:
         return None
 
     @classmethod
-    def check_inputs(cls, settings: Settings, inputs: Mapping[str, Any]) -> list[str]:
-        """Extra validation of literal inputs before anything runs; returns problem messages."""
+    def check_inputs(cls, settings: Settings, inputs: Mapping[str, Any]) -> list[str | tuple[str, str]]:
+        """Extra validation of literal inputs before anything runs.
+
+        Returns problems: a message, or ``(input_name, message)`` to name the input at fault.
+        """
         return []
 
 

@@ -21,6 +21,8 @@ def describe_input(inp: InputSpec, settings: Settings, registry: NodeRegistry) -
         options["tooltip"] = inp.tooltip
     if inp.control_after_generate:
         options["control_after_generate"] = True
+    if inp.editor_options:
+        options.update(inp.editor_options)
     if inp.type == "COMBO":
         try:
             choices = inp.resolve_choices(settings, registry)

@@ -267,7 +267,9 @@ def _check_node(
         problems = [f"check_inputs raised {type(exc).__name__}: {exc}"]
     for problem in problems:
         ok = False
-        report.add(node.id, node.class_type, ErrorDetail("custom_validation_failed", str(problem)))
+        name, message = problem if isinstance(problem, tuple) else (None, problem)
+        extra = {"input_name": name} if name else {}
+        report.add(node.id, node.class_type, ErrorDetail("custom_validation_failed", str(message), extra_info=extra))
     if not ok:
         return None
     return PlannedNode(
@@ -330,7 +332,7 @@ def _coerce(value: Any, inp: InputSpec, spec: NodeSpec, choices: _ChoiceCache) -
             allowed = choices.get(spec, inp)
         except Exception as exc:
             return None, ("exception_during_validation", f"Could not list choices for '{inp.name}': {exc}")
-        if value not in allowed:
+        if value not in allowed and inp.strict_choices:
             shown = ", ".join(allowed[:20]) + (" …" if len(allowed) > 20 else "")
             return None, (
                 "value_not_in_list",
