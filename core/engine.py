@@ -67,13 +67,15 @@ class Engine:
             workflow, report = parse_json_text(workflow)
             if report:
                 return None, report
+        source = None
         if not isinstance(workflow, Workflow):
+            source = workflow
             workflow, report = parse_workflow(workflow)
         else:
             report = ErrorReport()
         if report.error is not None:
             return None, report
-        return validate(workflow, self.registry, self.settings, report=report, targets=targets)
+        return validate(workflow, self.registry, self.settings, report=report, targets=targets, source=source)
 
     def validate(self, workflow: Any, *, targets: Iterable[str] | None = None) -> Graph:
         graph, report = self.check(workflow, targets=targets)

@@ -113,7 +113,8 @@ class Executor:
 
         keys = self._keys(graph)
         values, to_run = self._plan(graph, keys, result)
-        result.cached = [nid for nid in graph.order if nid not in to_run]
+        running = set(to_run)
+        result.cached = [nid for nid in graph.order if nid not in running]
         if result.cached:
             sink(NodesCached(prompt_id, tuple(result.cached)))
 

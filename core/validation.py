@@ -73,10 +73,12 @@ def validate(
     *,
     report: ErrorReport | None = None,
     targets: Iterable[str] | None = None,
+    source: dict[str, Any] | None = None,
 ) -> tuple[Graph | None, ErrorReport]:
     """Validate; returns ``(graph, report)`` with ``graph`` None when anything is wrong.
 
-    ``targets`` restricts the run to these output nodes (and what they need).
+    ``targets`` restricts the run to these output nodes (and what they need). ``source`` is the
+    API JSON the workflow was parsed from (kept as given, for embedding in saved images).
     """
     report = report if report is not None else ErrorReport()
     types: dict[str, type[Node]] = {}
@@ -127,7 +129,7 @@ def validate(
     order = _dependency_order(workflow, needed, report)
     if report:
         return None, report
-    return Graph(planned, order, outputs, workflow.to_api()), report
+    return Graph(planned, order, outputs, source if source is not None else workflow.to_api()), report
 
 
 def _ancestors(workflow: Workflow, outputs: list[str]) -> set[str]:
@@ -145,16 +147,17 @@ def _ancestors(workflow: Workflow, outputs: list[str]) -> set[str]:
 
 
 def _dependency_order(workflow: Workflow, needed: set[str], report: ErrorReport) -> list[str]:
+    ordered = [nid for nid in workflow.nodes if nid in needed]  # workflow order: deterministic runs
     graph = nx.DiGraph()
-    graph.add_nodes_from(needed)
+    graph.add_nodes_from(ordered)
     graph.add_edges_from(
         (value.node_id, node_id)
-        for node_id in needed
+        for node_id in ordered
         for value in workflow.nodes[node_id].inputs.values()
         if isinstance(value, Link) and value.node_id in needed
     )
     try:
-        return list(nx.lexicographical_topological_sort(graph, key=_id_sort_key))
+        return list(nx.topological_sort(graph))
     except nx.NetworkXUnfeasible:
         for component in nx.strongly_connected_components(graph):
             if len(component) == 1 and not graph.has_edge(next(iter(component)), next(iter(component))):
@@ -290,7 +293,9 @@ def extra_info_link(link: Link) -> str:
 def _coerce(value: Any, inp: InputSpec, spec: NodeSpec, choices: _ChoiceCache) -> tuple[Any, tuple[str, str] | None]:
     """Convert a literal to the input's type where unambiguous, then check its range."""
     t = inp.type
-    bad = ("invalid_input_type", f"Input '{inp.name}' expects {t}, got {type(value).__name__} {_short(value)}")
+    if t == "INT" and type(value) is int and (inp.min is None or value >= inp.min) and (inp.max is None or value <= inp.max):
+        return value, None  # fast path: the most common literal
+    bad = _BadType(inp.name, t, value)
     if t == "INT":
         if isinstance(value, bool):
             return None, bad
@@ -345,6 +350,13 @@ def _coerce(value: Any, inp: InputSpec, spec: NodeSpec, choices: _ChoiceCache) -
         if inp.max is not None and value > inp.max:
             return None, ("value_bigger_than_max", f"Input '{inp.name}': {value} is bigger than the maximum {inp.max}")
     return value, None
+
+
+class _BadType(tuple):
+    """The "wrong type" problem, with its message built only when it is reported."""
+
+    def __new__(cls, name: str, t: str, value: Any):
+        return super().__new__(cls, ("invalid_input_type", f"Input '{name}' expects {t}, got {type(value).__name__} {_short(value)}"))
 
 
 def _literal_key(literals: dict[str, Any]) -> str:
