@@ -12,10 +12,27 @@ DATA_DIR = Path(__file__).parent / "data"
 @hookimpl
 def register_nodes():
     from latentgraph.nodes import images
+    from latentgraph.nodes import latents, sampler_nodes
 
     return [
         *images.NODES,
+        *latents.NODES,
+        *sampler_nodes.NODES,
     ]
+
+
+@hookimpl
+def register_samplers():
+    from latentgraph.nodes.sampling import SAMPLERS
+
+    return SAMPLERS
+
+
+@hookimpl
+def register_schedulers():
+    from latentgraph.nodes.sampling import SCHEDULES
+
+    return SCHEDULES
 
 
 @hookimpl

@@ -1,0 +1,307 @@
+"""LATENT nodes: EmptyLatent, VAEEncode, VAEDecode, LatentUpscale; and the latent scaling rule.
+
+A LATENT is a dict (as in ComfyUI, so custom nodes can copy and extend it):
+
+* ``samples``: tensor ``[B, C, h, w]`` in *sampling scale* — the VAE's latent
+  ``(z − shift_factor) · scaling_factor`` — and in VP form when noisy (see ``denoise``);
+* ``downscale``: pixels per latent cell, when known (LatentUpscale reads it; default 8);
+* ``empty_size``: an :class:`EmptyLatentSpec` for an empty latent whose shape is decided by the
+  model that samples it (see :class:`EmptyLatent`);
+* ``noise_level``: a ``denoise.NoiseLevel`` record when the latent is noisy.
+
+The VAE scaling is applied in exactly one place: :func:`to_sampling_scale` /
+:func:`to_vae_scale`, used by both VAEEncode and VAEDecode.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from latentgraph.errors import NodeInputError
+from latentgraph.node import In, Node, NodeSpec, Out
+from latentgraph.nodes.components import Autoencoder, DiffusionModel
+from latentgraph.nodes.denoise import NOISE_KEY
+
+DOWNSCALE_KEY = "downscale"
+EMPTY_KEY = "empty_size"
+#: What ComfyUI assumes when nothing says otherwise (SD1/SD2/SDXL VAEs).
+DEFAULT_DOWNSCALE = 8
+DEFAULT_CHANNELS = 4
+MAX_RESOLUTION = 16384
+#: Images per VAE call; bounds peak memory on long batches.
+VAE_CHUNK = 4
+
+
+# -- scaling -------------------------------------------------------------------------------------
+def to_sampling_scale(vae: Autoencoder, z: torch.Tensor) -> torch.Tensor:
+    """VAE latent → the scale the diffusion model was trained on."""
+    return (z - vae.shift_factor) * vae.scaling_factor
+
+
+def to_vae_scale(vae: Autoencoder, latents: torch.Tensor) -> torch.Tensor:
+    return latents / vae.scaling_factor + vae.shift_factor
+
+
+def model_latent_format(model: DiffusionModel) -> tuple[int, int]:
+    """``(downscale, channels)`` of the model's latent space, from what the loader recorded."""
+    info = model.info or {}
+    return int(info.get("latent_downscale", DEFAULT_DOWNSCALE)), int(info.get("latent_channels", model.in_channels))
+
+
+# -- empty latents -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EmptyLatentSpec:
+    """A requested empty latent: pixel size and batch, shape decided by the model using it."""
+
+    width: int
+    height: int
+    batch_size: int
+    #: The ComfyUI-shaped zeros published alongside; if a node replaced them, the spec is stale.
+    placeholder: torch.Tensor = field(repr=False, compare=False)
+
+
+def size_problem(name: str, value: int, downscale: int) -> str | None:
+    if value % downscale == 0:
+        return None
+    return (
+        f"{name} {value} is not a multiple of {downscale}, the model's latent scale "
+        f"(try {max(downscale, value // downscale * downscale)})"
+    )
+
+
+def empty_samples(width: int, height: int, batch: int, downscale: int, channels: int) -> torch.Tensor:
+    for name, value in (("width", width), ("height", height)):
+        problem = size_problem(name, value, downscale)
+        if problem:
+            raise NodeInputError(name, problem)
+    return torch.zeros(batch, channels, height // downscale, width // downscale)
+
+
+def latent_samples(latent: Any, downscale: int, channels: int, input_name: str) -> torch.Tensor:
+    """The samples of a LATENT input; materialises an :class:`EmptyLatent` for this model."""
+    if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor):
+        raise NodeInputError(input_name, "expected a LATENT (a dict with a 'samples' tensor)")
+    spec = latent.get(EMPTY_KEY)
+    if isinstance(spec, EmptyLatentSpec) and latent["samples"] is spec.placeholder:
+        for name, value in (("width", spec.width), ("height", spec.height)):
+            problem = size_problem(name, value, downscale)
+            if problem:
+                raise NodeInputError(input_name, f"the EmptyLatent's {problem}")
+        return empty_samples(spec.width, spec.height, spec.batch_size, downscale, channels)
+    samples = latent["samples"]
+    if samples.ndim != 4:
+        raise NodeInputError(input_name, f"samples must be [batch, channels, height, width], got {tuple(samples.shape)}")
+    return samples
+
+
+def plain_latent(latent: dict[str, Any], samples: torch.Tensor, **extra: Any) -> dict[str, Any]:
+    """A copy of ``latent`` with new samples and without records that described the old ones."""
+    out = {k: v for k, v in latent.items() if k not in (EMPTY_KEY, NOISE_KEY)}
+    out["samples"] = samples
+    out.update(extra)
+    return out
+
+
+class EmptyLatent(Node):
+    """Zeros to start text-to-image from.
+
+    The latent's shape depends on the model (a VAE's downscale and channels: 8× and 4 channels
+    for SD1/SDXL, other factors elsewhere). Connect ``vae`` and the latent is built for it now,
+    with a clear error if width/height do not fit. Without it (ComfyUI's ``EmptyLatentImage``
+    has no model input) the node publishes ComfyUI-shaped zeros ``[B, 4, H/8, W/8]`` plus the
+    requested pixel size; a sampler or VAEDecode then builds the right zeros for its own model,
+    so the same API workflow runs on any architecture.
+    """
+
+    spec = NodeSpec(
+        name="EmptyLatent",
+        aliases=("EmptyLatentImage",),
+        display_name="Empty Latent",
+        category="latent",
+        inputs=(
+            In("width", "INT", default=512, min=16, max=MAX_RESOLUTION, step=8),
+            In("height", "INT", default=512, min=16, max=MAX_RESOLUTION, step=8),
+            In("batch_size", "INT", default=1, min=1, max=4096),
+            In("vae", "VAE", required=False, tooltip="optional: build the latent for this VAE right away"),
+        ),
+        outputs=(Out("LATENT"),),
+    )
+
+    def execute(self, ctx, width: int, height: int, batch_size: int, vae: Autoencoder | None = None):
+        width, height, batch_size = int(width), int(height), int(batch_size)
+        if vae is not None:
+            f = vae.downscale_factor
+            return ({"samples": empty_samples(width, height, batch_size, f, vae.latent_channels), DOWNSCALE_KEY: f},)
+        placeholder = torch.zeros(
+            batch_size, DEFAULT_CHANNELS, height // DEFAULT_DOWNSCALE, width // DEFAULT_DOWNSCALE
+        )
+        spec = EmptyLatentSpec(width, height, batch_size, placeholder)
+        return ({"samples": placeholder, EMPTY_KEY: spec, DOWNSCALE_KEY: DEFAULT_DOWNSCALE},)
+
+
+# -- VAE -----------------------------------------------------------------------------------------
+def encode_images(vae: Autoencoder, images: torch.Tensor) -> torch.Tensor:
+    """IMAGE ``[B, H, W, C]`` 0..1 → latents in sampling scale (the posterior mean: deterministic)."""
+    f = vae.downscale_factor
+    h, w = images.shape[1] // f * f, images.shape[2] // f * f
+    if h == 0 or w == 0:
+        raise NodeInputError("pixels", f"image {images.shape[2]}×{images.shape[1]} is smaller than the VAE's scale {f}")
+    top, left = (images.shape[1] - h) // 2, (images.shape[2] - w) // 2
+    pixels = images[:, top : top + h, left : left + w, :3]
+    out = []
+    with torch.no_grad():
+        for chunk in pixels.split(VAE_CHUNK):
+            x = chunk.permute(0, 3, 1, 2).to(vae.device, vae.dtype) * 2.0 - 1.0
+            z = vae.vae.encode(x).latent_dist.mode()
+            out.append(to_sampling_scale(vae, z.float()).cpu())
+    return torch.cat(out)
+
+
+def decode_latents(vae: Autoencoder, latents: torch.Tensor) -> torch.Tensor:
+    """Latents in sampling scale → IMAGE ``[B, H, W, 3]`` float 0..1 on the CPU."""
+    out = []
+    with torch.no_grad():
+        for chunk in latents.split(VAE_CHUNK):
+            z = to_vae_scale(vae, chunk.float()).to(vae.device)
+            x = vae.vae.decode(z.to(vae.dtype)).sample
+            if vae.dtype == torch.float16 and not torch.isfinite(x).all():
+                # fp16 VAEs (SDXL's) can overflow; redo this chunk in float32 rather than return NaNs.
+                x = copy.deepcopy(vae.vae).float().decode(z.float()).sample
+            out.append(((x.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu())
+    return torch.cat(out)
+
+
+class VAEEncode(Node):
+    """Pixels to latent. Sizes that are not a multiple of the VAE's scale are centre-cropped."""
+
+    spec = NodeSpec(
+        name="VAEEncode",
+        display_name="VAE Encode",
+        category="latent",
+        inputs=(In("pixels", "IMAGE"), In("vae", "VAE")),
+        outputs=(Out("LATENT"),),
+    )
+
+    def execute(self, ctx, pixels: torch.Tensor, vae: Autoencoder):
+        if not isinstance(pixels, torch.Tensor) or pixels.ndim != 4:
+            raise NodeInputError("pixels", "expected an IMAGE tensor [batch, height, width, channels]")
+        return ({"samples": encode_images(vae, pixels), DOWNSCALE_KEY: vae.downscale_factor},)
+
+
+class VAEDecode(Node):
+    spec = NodeSpec(
+        name="VAEDecode",
+        display_name="VAE Decode",
+        category="latent",
+        inputs=(In("samples", "LATENT"), In("vae", "VAE")),
+        outputs=(Out("IMAGE"),),
+    )
+
+    def execute(self, ctx, samples: dict[str, Any], vae: Autoencoder):
+        latents = latent_samples(samples, vae.downscale_factor, vae.latent_channels, "samples")
+        if latents.shape[1] != vae.latent_channels:
+            raise NodeInputError(
+                "samples", f"latent has {latents.shape[1]} channels but the VAE expects {vae.latent_channels}: "
+                "it was made for another model"
+            )
+        return (decode_latents(vae, latents),)
+
+
+# -- resizing ------------------------------------------------------------------------------------
+UPSCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")
+
+
+def _slerp_axis(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """Resize along one spatial axis by spherical interpolation of the channel vectors."""
+    n = x.shape[dim]
+    pos = ((torch.arange(size, dtype=torch.float32) + 0.5) * n / size - 0.5).clamp(0, n - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=n - 1)
+    t = (pos - lo.float()).to(x.dtype)
+    a, b = x.index_select(dim, lo), x.index_select(dim, hi)
+    shape = [1] * x.ndim
+    shape[dim] = size
+    t = t.view(shape)
+    na, nb = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)
+    ua, ub = a / na.clamp_min(1e-8), b / nb.clamp_min(1e-8)
+    omega = (ua * ub).sum(dim=1, keepdim=True).clamp(-1.0, 1.0).acos()
+    so = omega.sin()
+    safe = so.abs() > 1e-4
+    wa = torch.where(safe, ((1 - t) * omega).sin() / so.where(safe, torch.ones_like(so)), 1 - t)
+    wb = torch.where(safe, (t * omega).sin() / so.where(safe, torch.ones_like(so)), t)
+    return (wa * ua + wb * ub) * (na * (1 - t) + nb * t)
+
+
+def resize_latents(samples: torch.Tensor, width: int, height: int, method: str, crop: str) -> torch.Tensor:
+    """Resize ``[B, C, h, w]`` to ``[B, C, height, width]`` (latent cells), optionally centre-cropped."""
+    if crop == "center":
+        h, w = samples.shape[2], samples.shape[3]
+        old_aspect, new_aspect = w / h, width / height
+        if old_aspect > new_aspect:
+            keep = round(h * new_aspect)
+            off = (w - keep) // 2
+            samples = samples[:, :, :, off : off + keep]
+        elif old_aspect < new_aspect:
+            keep = round(w / new_aspect)
+            off = (h - keep) // 2
+            samples = samples[:, :, off : off + keep, :]
+    x = samples.float()
+    if method == "bislerp":
+        return _slerp_axis(_slerp_axis(x, width, 3), height, 2).to(samples.dtype)
+    kwargs = {"align_corners": False} if method in ("bilinear", "bicubic") else {}
+    return F.interpolate(x, size=(height, width), mode=method, **kwargs).to(samples.dtype)
+
+
+class LatentUpscale(Node):
+    """Resize a latent to a pixel size (0 keeps the aspect ratio from the other side)."""
+
+    spec = NodeSpec(
+        name="LatentUpscale",
+        display_name="Upscale Latent",
+        category="latent",
+        inputs=(
+            In("samples", "LATENT"),
+            In("upscale_method", "COMBO", choices=UPSCALE_METHODS, default="nearest-exact"),
+            In("width", "INT", default=512, min=0, max=MAX_RESOLUTION, step=8),
+            In("height", "INT", default=512, min=0, max=MAX_RESOLUTION, step=8),
+            In("crop", "COMBO", choices=("disabled", "center"), default="disabled"),
+        ),
+        outputs=(Out("LATENT"),),
+    )
+
+    def execute(self, ctx, samples: dict[str, Any], upscale_method: str, width: int, height: int, crop: str):
+        if not isinstance(samples, dict) or not isinstance(samples.get("samples"), torch.Tensor):
+            raise NodeInputError("samples", "expected a LATENT (a dict with a 'samples' tensor)")
+        if upscale_method not in UPSCALE_METHODS:
+            raise NodeInputError("upscale_method", f"unknown method {upscale_method!r}; use one of {', '.join(UPSCALE_METHODS)}")
+        f = int(samples.get(DOWNSCALE_KEY, DEFAULT_DOWNSCALE))
+        spec = samples.get(EMPTY_KEY)
+        pending = isinstance(spec, EmptyLatentSpec) and samples["samples"] is spec.placeholder
+        current = samples["samples"]
+        src_w = spec.width if pending else current.shape[3] * f
+        src_h = spec.height if pending else current.shape[2] * f
+        width, height = int(width), int(height)
+        if width == 0 and height == 0:
+            return (samples,)
+        if width == 0:
+            width = max(f, round(src_w * height / src_h / f) * f)
+        elif height == 0:
+            height = max(f, round(src_h * width / src_w / f) * f)
+        for name, value in (("width", width), ("height", height)):
+            if value < f:
+                raise NodeInputError(name, f"{value} is smaller than one latent cell ({f} pixels)")
+        if pending:
+            # Still empty: resizing zeros is just a new size, decided by the model later.
+            placeholder = torch.zeros(spec.batch_size, current.shape[1], height // DEFAULT_DOWNSCALE, width // DEFAULT_DOWNSCALE)
+            new_spec = EmptyLatentSpec(width, height, spec.batch_size, placeholder)
+            return ({**plain_latent(samples, placeholder), EMPTY_KEY: new_spec},)
+        resized = resize_latents(current, max(1, width // f), max(1, height // f), upscale_method, crop)
+        return (plain_latent(samples, resized),)
+
+
+NODES = [EmptyLatent, VAEEncode, VAEDecode, LatentUpscale]
