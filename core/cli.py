@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from latentgraph import serve_cli
 from latentgraph.errors import ErrorReport, LatentgraphError
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     nodes = sub.add_parser("nodes", parents=[common], help="list node types (in /object_info's shape with --json)")
     nodes.add_argument("--json", action="store_true")
     nodes.set_defaults(handler=cmd_nodes)
+    serve_cli.add_parser(sub, [common])
     return parser
 
 

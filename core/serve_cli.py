@@ -1,0 +1,107 @@
+"""``latentgraph serve``: the HTTP + websocket server on a persistent queue under the data dir."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+log = logging.getLogger("latentgraph.server")
+
+QUEUE_FILE = "latentgraph-queue.sqlite3"
+
+
+def add_parser(subparsers, parents: list[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    serve = subparsers.add_parser("serve", parents=list(parents), help="serve the ComfyUI-compatible HTTP/websocket API")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    serve.add_argument("--port", type=int, default=8188, help="port (default: 8188; 0 picks a free one)")
+    serve.add_argument(
+        "--auth-token",
+        default=None,
+        help="require this token on every request (Bearer header or ?token=); default: $LATENTGRAPH_AUTH_TOKEN",
+    )
+    serve.add_argument("--max-upload-mb", type=float, default=64, help="largest accepted upload (default: 64)")
+    serve.add_argument("--queue-db", help=f"queue/history database (default: <data dir>/{QUEUE_FILE})")
+    serve.add_argument("--history-size", type=int, default=10_000, help="history entries kept (default: 10000)")
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="extra Host name accepted when bound to loopback (e.g. behind a reverse proxy); repeatable",
+    )
+    serve.set_defaults(handler=cmd_serve)
+    return serve
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from latentgraph.cli import make_engine
+    from latentgraph.server import ServerConfig, create_app
+    from latentgraph.store import Store
+
+    logging.getLogger("latentgraph").setLevel(logging.INFO)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    token = args.auth_token or os.environ.get("LATENTGRAPH_AUTH_TOKEN") or None
+    loopback = is_loopback(args.host)
+    if not loopback and not token:
+        print(
+            f"latentgraph: WARNING: serving on {args.host} without --auth-token: anyone who can reach this address"
+            " can run workflows and read your outputs",
+            file=sys.stderr,
+        )
+    engine = make_engine(args)
+    db_path = Path(args.queue_db) if args.queue_db else engine.settings.base_dir / QUEUE_FILE
+    store = Store(db_path, max_history=args.history_size)
+    if store.recovered:
+        log.warning("re-queued %d prompt(s) interrupted by the last shutdown: %s", len(store.recovered), ", ".join(store.recovered))
+    config = ServerConfig(
+        auth_token=token,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        allowed_hosts=frozenset(h.lower() for h in args.allow_host) if loopback else None,
+    )
+    app = create_app(engine, store, config)
+    try:
+        asyncio.run(_serve(app, args.host, args.port))
+    finally:
+        store.close()
+    return 0
+
+
+async def _serve(app, host: str, port: int) -> None:
+    from aiohttp import web
+
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = [s.getsockname() for s in (site._server.sockets if site._server else [])]
+    actual = bound[0][1] if bound else port
+    shown = f"[{host}]" if ":" in host else host
+    print(f"latentgraph: serving on http://{shown}:{actual}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows
+            pass
+    try:
+        await stop.wait()
+    finally:
+        print("latentgraph: shutting down (a running prompt stays queued)", file=sys.stderr, flush=True)
+        await runner.cleanup()

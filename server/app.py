@@ -1,0 +1,260 @@
+"""The aiohttp application: state, middlewares (errors, origin/host, auth), routes, lifecycle.
+
+``create_app(engine, store, config)`` returns an app that starts its worker thread on startup
+and stops it on cleanup (the running prompt is interrupted and stays queued for the next start).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from latentgraph.engine import Engine
+from latentgraph.server.hub import Hub
+from latentgraph.server.worker import Worker
+from latentgraph.store import Store
+
+log = logging.getLogger("latentgraph.server")
+MiB = 1024 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    #: When set, every request must carry it (``Authorization: Bearer`` or ``?token=``).
+    auth_token: str | None = None
+    max_upload_bytes: int = 64 * MiB
+    max_body_bytes: int = 16 * MiB
+    preview_interval: float = 0.1
+    replay_limit: int = 1000
+    #: Host names accepted in the ``Host`` header besides loopback ones, when bound to loopback
+    #: (DNS-rebinding protection); None disables the check (bound to a public address).
+    allowed_hosts: frozenset[str] | None = field(default_factory=frozenset)
+
+
+@dataclass
+class ServerState:
+    engine: Engine
+    store: Store
+    config: ServerConfig
+    hub: Hub
+    worker: Worker | None = None
+
+
+STATE = web.AppKey("latentgraph_state", ServerState)
+
+
+def state_of(request: web.Request) -> ServerState:
+    return request.app[STATE]
+
+
+# -- JSON errors ----------------------------------------------------------------------------
+def error_body(kind: str, message: str, details: str = "", **extra: Any) -> dict[str, Any]:
+    return {"error": {"type": kind, "message": message, "details": details, "extra_info": extra}, "node_errors": {}}
+
+
+def json_error(status: int, kind: str, message: str, details: str = "", **extra: Any) -> web.Response:
+    return web.json_response(error_body(kind, message, details, **extra), status=status)
+
+
+class JsonError(Exception):
+    """Raise from a handler to answer with a JSON error body."""
+
+    def __init__(self, status: int, kind: str, message: str, details: str = "", **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = error_body(kind, message, details, **extra)
+
+
+_STATUS_KIND = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                413: "too_large", 415: "unsupported_media_type"}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error is JSON; nothing a request does can take the server down."""
+    try:
+        return await handler(request)
+    except JsonError as exc:
+        return web.json_response(exc.body, status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        kind = _STATUS_KIND.get(exc.status, "http_error")
+        return json_error(exc.status, kind, exc.reason or kind, exc.text if exc.text and not exc.text.startswith(str(exc.status)) else "")
+    except Exception as exc:
+        log.exception("%s %s failed", request.method, request.path)
+        return json_error(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def _loopback(hostname: str) -> bool:
+    if hostname in ("localhost", "localhost.") or hostname.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(hostname.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _split_host(value: str, scheme: str) -> tuple[str, int | None]:
+    parts = urlsplit(f"{scheme}://{value}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is None:
+        port = {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(scheme)
+    return (parts.hostname or "").lower(), port
+
+
+@web.middleware
+async def origin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse cross-site browser requests (Origin ≠ Host) and, on loopback, foreign Host names."""
+    config = request.app[STATE].config
+    host = request.headers.get("Host", "")
+    if config.allowed_hosts is not None and host:
+        hostname, _ = _split_host(host, request.scheme)
+        if not _loopback(hostname) and hostname not in config.allowed_hosts:
+            return json_error(403, "forbidden", f"host '{hostname}' is not served here (bound to loopback)")
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        parts = urlsplit(origin)
+        if origin == "null" or not parts.hostname:
+            return json_error(403, "forbidden", "requests from opaque origins are refused")
+        scheme = request.scheme
+        origin_host = (parts.hostname.lower(), _split_host(parts.netloc, parts.scheme or scheme)[1])
+        if not host or origin_host != _split_host(host, scheme):
+            return json_error(403, "forbidden", "cross-origin request refused (Origin does not match Host)")
+    return await handler(request)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    token = request.app[STATE].config.auth_token
+    if token:
+        given = ""
+        header = request.headers.get("Authorization", "")
+        if header[:7].lower() == "bearer ":
+            given = header[7:].strip()
+        elif "token" in request.query:
+            given = request.query["token"]
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return web.json_response(
+                error_body("unauthorized", "missing or wrong token"),
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="latentgraph"'},
+            )
+    return await handler(request)
+
+
+# -- routing --------------------------------------------------------------------------------
+def add_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
+    """Register ``path`` and ``/api{path}``, as ComfyUI does."""
+    for prefix in ("", "/api"):
+        app.router.add_route(method, prefix + path, handler)
+
+
+def create_app(engine: Engine, store: Store, config: ServerConfig | None = None) -> web.Application:
+    from latentgraph.server import routes_files, routes_info, routes_prompt, routes_ws
+
+    config = config or ServerConfig()
+    app = web.Application(
+        middlewares=[errors_middleware, origin_middleware, auth_middleware],
+        client_max_size=config.max_body_bytes,
+    )
+    state = ServerState(engine, store, config, Hub(store.queue_remaining, replay_limit=config.replay_limit))
+    app[STATE] = state
+    for module in (routes_prompt, routes_files, routes_info, routes_ws):
+        module.setup(app)
+    register_plugin_routes(app, engine)
+    app.on_startup.append(_start_worker)
+    app.on_shutdown.append(_close_clients)
+    app.on_cleanup.append(_stop_worker)
+    return app
+
+
+def register_plugin_routes(app: web.Application, engine: Engine) -> None:
+    """Each plugin's ``register_routes(app, prefix)`` on a scratch app; routes outside
+    ``/plugins/<name>`` and plugins that raise are reported in ``/plugins`` and skipped."""
+    host = engine.host
+    if host is None:
+        return
+    for impl in host.pm.hook.register_routes.get_hookimpls():
+        name = impl.plugin_name
+        prefix = f"/plugins/{name}"
+        scratch = web.Application()
+        info = host.plugins.get(name)
+        try:
+            result = impl.function(**{k: v for k, v in (("app", scratch), ("prefix", prefix)) if k in impl.argnames})
+            if hasattr(result, "close") and hasattr(result, "send"):  # a coroutine: not supported here
+                result.close()
+                raise TypeError("register_routes must add routes synchronously")
+        except Exception as exc:
+            log.warning("plugin %s: register_routes raised %s", name, exc)
+            if info is not None:
+                info.errors.append(f"register_routes raised {type(exc).__name__}: {exc}")
+            continue
+        for route in scratch.router.routes():
+            path = route.resource.canonical if route.resource is not None else ""
+            if route.method == "HEAD":
+                continue
+            if path != prefix and not path.startswith(prefix + "/"):
+                if info is not None:
+                    info.errors.append(f"register_routes: route {path!r} is outside {prefix!r}; skipped")
+                continue
+            try:
+                for api in ("", "/api"):
+                    app.router.add_route(route.method, api + path, route.handler)
+            except Exception as exc:
+                if info is not None:
+                    info.errors.append(f"register_routes: {exc}")
+
+
+async def _start_worker(app: web.Application) -> None:
+    import asyncio
+
+    state = app[STATE]
+    state.worker = Worker(
+        state.engine, state.store, state.hub, asyncio.get_running_loop(), preview_interval=state.config.preview_interval
+    )
+    state.worker.start()
+
+
+async def _close_clients(app: web.Application) -> None:
+    await app[STATE].hub.close_all()
+
+
+async def _stop_worker(app: web.Application) -> None:
+    import asyncio
+
+    worker = app[STATE].worker
+    if worker is not None:
+        await asyncio.to_thread(worker.stop)
+
+
+async def read_json(request: web.Request, *, default: Any = None) -> Any:
+    """The request body as JSON, bounded by ``max_body_bytes`` (413 past it); empty → ``default``."""
+    import json
+
+    limit = request.app[STATE].config.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise JsonError(413, "too_large", f"request body larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise JsonError(413, "too_large", f"request body larger than {limit} bytes")
+    if not body.strip():
+        return default
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise JsonError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None

@@ -1,0 +1,177 @@
+"""Websocket clients: routing each prompt's messages to its submitter, and replay on reconnect.
+
+Everything here runs on the event-loop thread (the worker posts with ``call_soon_threadsafe``),
+so the order in which messages are logged is the order in which they are sent: a client that
+reconnects gets the log of its running prompt and then the live messages, with no gap and no
+duplicate. Each connection has its own outbox and writer task, so a slow client never holds up
+the others; one that falls too far behind is disconnected (it can reconnect and replay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSCloseCode, web
+
+log = logging.getLogger("latentgraph.server")
+
+#: Outbox length past which previews are skipped for that client (they are only eye candy).
+PREVIEW_BACKLOG = 8
+
+
+def encode(kind: str, data: dict[str, Any]) -> str:
+    return json.dumps({"type": kind, "data": data}, default=str, separators=(",", ":"))
+
+
+@dataclass(eq=False)
+class Connection:
+    ws: web.WebSocketResponse
+    sid: str
+    outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
+    task: asyncio.Task | None = None
+    closed: bool = False
+
+
+@dataclass
+class PromptLog:
+    """The messages of one running prompt, for replay; consecutive progress ticks collapse."""
+
+    client_id: str
+    limit: int
+    messages: deque = field(default_factory=deque)
+    last_progress_node: str | None = None
+
+    def add(self, kind: str, data: dict[str, Any], text: str) -> None:
+        if kind == "progress" and self.last_progress_node == data.get("node") and self.messages:
+            self.messages[-1] = text
+            return
+        self.last_progress_node = data.get("node") if kind == "progress" else None
+        self.messages.append(text)
+        while len(self.messages) > self.limit:
+            self.messages.popleft()
+
+
+class Hub:
+    def __init__(self, queue_remaining: Callable[[], int], *, replay_limit: int = 1000, max_backlog: int = 10_000) -> None:
+        self.queue_remaining = queue_remaining
+        self.replay_limit = replay_limit
+        self.max_backlog = max_backlog
+        self._clients: dict[str, set[Connection]] = {}
+        self._logs: dict[str, PromptLog] = {}
+        self._status_scheduled = False
+
+    # -- connections --------------------------------------------------------------------------
+    def attach(self, ws: web.WebSocketResponse, sid: str) -> Connection:
+        conn = Connection(ws, sid)
+        self._clients.setdefault(sid, set()).add(conn)
+        conn.task = asyncio.get_running_loop().create_task(self._writer(conn))
+        self._put(conn, self.status_message(sid))
+        for text in self.replay_for(sid):
+            self._put(conn, text)
+        return conn
+
+    def detach(self, conn: Connection) -> None:
+        conn.closed = True
+        conns = self._clients.get(conn.sid)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self._clients[conn.sid]
+        conn.outbox.put_nowait(None)
+
+    def is_listening(self, client_id: str | None) -> bool:
+        """Safe to call from another thread (a dict lookup); used to skip rendering previews."""
+        return bool(self._clients) if client_id is None else client_id in self._clients
+
+    @property
+    def client_count(self) -> int:
+        return sum(len(c) for c in self._clients.values())
+
+    def replay_for(self, sid: str) -> list[str]:
+        return [text for log_ in self._logs.values() if log_.client_id == sid for text in log_.messages]
+
+    async def close_all(self) -> None:
+        for conns in list(self._clients.values()):
+            for conn in list(conns):
+                await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    # -- sending ------------------------------------------------------------------------------
+    def publish(self, prompt_id: str, client_id: str | None, kind: str, data: dict[str, Any], *, final: bool = False) -> None:
+        """One execution message of a prompt: to its submitter (everyone if it has none)."""
+        text = encode(kind, data)
+        if client_id is not None:
+            log_ = self._logs.get(prompt_id)
+            if log_ is None and not final:
+                log_ = self._logs[prompt_id] = PromptLog(client_id, self.replay_limit)
+            if log_ is not None:
+                log_.add(kind, data, text)
+        if final:
+            self._logs.pop(prompt_id, None)
+        self._send(client_id, text)
+
+    def publish_binary(self, client_id: str | None, frame: bytes) -> None:
+        targets = self._targets(client_id)
+        for conn in targets:
+            if conn.outbox.qsize() < PREVIEW_BACKLOG:
+                self._put(conn, frame)
+
+    def broadcast(self, kind: str, data: dict[str, Any]) -> None:
+        self._send(None, encode(kind, data))
+
+    def status_message(self, sid: str | None = None) -> str:
+        data: dict[str, Any] = {"status": {"exec_info": {"queue_remaining": self.queue_remaining()}}}
+        if sid is not None:
+            data["sid"] = sid
+        return encode("status", data)
+
+    def status_changed(self) -> None:
+        """Queue length changed: tell everyone, once per loop iteration however many changes."""
+        if not self._status_scheduled:
+            self._status_scheduled = True
+            asyncio.get_running_loop().call_soon(self._send_status)
+
+    def _send_status(self) -> None:
+        self._status_scheduled = False
+        if self._clients:
+            self._send(None, self.status_message())
+
+    def _targets(self, client_id: str | None) -> list[Connection]:
+        if client_id is None:
+            return [c for conns in self._clients.values() for c in conns]
+        return list(self._clients.get(client_id, ()))
+
+    def _send(self, client_id: str | None, text: str) -> None:
+        for conn in self._targets(client_id):
+            self._put(conn, text)
+
+    def _put(self, conn: Connection, item: str | bytes) -> None:
+        if conn.closed:
+            return
+        if conn.outbox.qsize() >= self.max_backlog:
+            log.warning("websocket client %s is %d messages behind; disconnecting it", conn.sid, self.max_backlog)
+            self.detach(conn)
+            asyncio.get_running_loop().create_task(conn.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow"))
+            return
+        conn.outbox.put_nowait(item)
+
+    async def _writer(self, conn: Connection) -> None:
+        ws = conn.ws
+        try:
+            while True:
+                item = await conn.outbox.get()
+                if item is None or ws.closed:
+                    return
+                if isinstance(item, bytes):
+                    await ws.send_bytes(item)
+                else:
+                    await ws.send_str(item)
+        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+            return
+        except Exception:  # never let one client's socket error escape
+            log.exception("websocket writer for %s failed", conn.sid)

@@ -1,0 +1,190 @@
+"""What the server knows: node types, models, plugins, system and cache stats; ``/free``."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import platform
+import re
+import sys
+from pathlib import PurePosixPath
+from typing import Any
+
+from aiohttp import web
+
+from latentgraph.object_info import object_info
+from latentgraph.server.app import JsonError, add_route, read_json, state_of
+from latentgraph.settings import MODEL_FOLDERS
+
+_FOLDER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def setup(app: web.Application) -> None:
+    add_route(app, "GET", "/object_info", get_object_info)
+    add_route(app, "GET", "/object_info/{node_class}", get_object_info_one)
+    add_route(app, "GET", "/system_stats", system_stats)
+    add_route(app, "GET", "/models", models)
+    add_route(app, "GET", "/models/{folder}", models_in)
+    add_route(app, "GET", "/embeddings", embeddings)
+    add_route(app, "GET", "/extensions", extensions)
+    add_route(app, "GET", "/features", features)
+    add_route(app, "POST", "/free", free)
+    add_route(app, "GET", "/plugins", plugins)
+
+
+async def get_object_info(request: web.Request) -> web.Response:
+    engine = state_of(request).engine
+    info = await asyncio.to_thread(object_info, engine.registry, engine.settings)
+    return web.json_response(info, dumps=_dumps)
+
+
+async def get_object_info_one(request: web.Request) -> web.Response:
+    engine = state_of(request).engine
+    name = request.match_info["node_class"]
+    info = await asyncio.to_thread(object_info, engine.registry, engine.settings, name)
+    return web.json_response(info, dumps=_dumps)
+
+
+def _memory() -> tuple[int, int]:
+    """(total, available) RAM in bytes, without extra dependencies."""
+    try:
+        with open("/proc/meminfo") as fh:
+            values = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in fh if ":" in line}
+        return values.get("MemTotal", 0), values.get("MemAvailable", values.get("MemFree", 0))
+    except OSError:
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            return total, total
+        except (ValueError, OSError, AttributeError):
+            return 0, 0
+
+
+def _devices(engine) -> list[dict[str, Any]]:
+    import torch
+
+    from latentgraph.device import pick_device
+
+    stats = engine.cache.stats()
+    device = pick_device(engine.settings.device)
+    ram_total, ram_free = _memory()
+    total, free_ = ram_total, ram_free
+    if device.type == "cuda":
+        try:
+            free_, total = torch.cuda.mem_get_info(device)
+        except Exception:
+            pass
+    entry = {
+        "name": str(device) if device.type != "cuda" else f"{device} {torch.cuda.get_device_name(device)}",
+        "type": device.type,
+        "index": device.index,
+        "vram_total": total,
+        "vram_free": free_,
+        "torch_vram_total": total,
+        "torch_vram_free": free_,
+        "cache": {"bytes": stats.bytes.get(device.type, 0), "budget": engine.cache.budget_for(device.type)},
+    }
+    return [entry]
+
+
+async def system_stats(request: web.Request) -> web.Response:
+    import torch
+
+    from latentgraph import __version__
+
+    state = state_of(request)
+    engine = state.engine
+    ram_total, ram_free = _memory()
+    worker = state.worker
+    body = {
+        "system": {
+            "os": sys.platform,
+            "platform": platform.platform(),
+            "python_version": sys.version,
+            "embedded_python": False,
+            "latentgraph_version": __version__,
+            "pytorch_version": torch.__version__,
+            "argv": sys.argv,
+            "ram_total": ram_total,
+            "ram_free": ram_free,
+        },
+        "devices": await asyncio.to_thread(_devices, engine),
+        "cache": engine.cache.stats().to_dict(),
+        "queue": {
+            "remaining": state.store.queue_remaining(),
+            "running": worker.running_id if worker else None,
+            "completed_since_start": worker.completed if worker else 0,
+            "websocket_clients": state.hub.client_count,
+        },
+    }
+    return web.json_response(body)
+
+
+async def models(request: web.Request) -> web.Response:
+    return web.json_response(list(MODEL_FOLDERS))
+
+
+async def models_in(request: web.Request) -> web.Response:
+    settings = state_of(request).engine.settings
+    folder = request.match_info["folder"]
+    if not _FOLDER_NAME.match(folder) or folder.startswith("."):
+        raise JsonError(400, "bad_request", "invalid model folder name")
+    if folder not in MODEL_FOLDERS and not any(d.is_dir() for d in settings.model_dirs(folder)):
+        raise JsonError(404, "not_found", f"no model folder '{folder}'")
+    names = await asyncio.to_thread(settings.list_models, folder)
+    return web.json_response(names)
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    settings = state_of(request).engine.settings
+    names = await asyncio.to_thread(settings.list_models, "embeddings")
+    return web.json_response([str(PurePosixPath(n).with_suffix("")) for n in names])
+
+
+async def extensions(request: web.Request) -> web.Response:
+    return web.json_response([])  # no web extensions: the server has no bundled front end
+
+
+async def features(request: web.Request) -> web.Response:
+    config = state_of(request).config
+    return web.json_response({"supports_preview_metadata": False, "max_upload_size": config.max_upload_bytes})
+
+
+async def free(request: web.Request) -> web.Response:
+    """``{unload_models, free_memory}``: drop every cached result (models included)."""
+    state = state_of(request)
+    body = await read_json(request, default={})
+    if not isinstance(body, dict):
+        raise JsonError(400, "bad_request", "the body must be a JSON object")
+    freed = False
+    if body.get("unload_models") or body.get("free_memory"):
+        state.engine.cache.clear()
+        await asyncio.to_thread(_release_memory)
+        freed = True
+    return web.json_response({"freed": freed})
+
+
+def _release_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        mps = getattr(torch, "mps", None)
+        if mps is not None and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            mps.empty_cache()
+    except Exception:
+        pass
+
+
+async def plugins(request: web.Request) -> web.Response:
+    host = state_of(request).engine.host
+    infos = [info.to_dict() for info in host.plugins.values()] if host is not None else []
+    return web.json_response(infos)
+
+
+def _dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)
