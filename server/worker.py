@@ -63,6 +63,7 @@ class ProtocolSink:
         self.started: float | None = None
         self._cached_sent = False
         self._held: list[tuple[str, dict[str, Any]]] = []
+        self._cached_nodes: set[str] = set()
 
     def _send(self, kind: str, data: dict[str, Any], *, record: bool = False, hold: bool = False) -> None:
         if record:
@@ -83,6 +84,7 @@ class ProtocolSink:
             return
         if isinstance(event, NodesCached):
             self._cached(event.nodes)
+            self._cached_nodes.update(event.nodes)
             return
         if not self._cached_sent:  # ComfyUI always says which nodes were cached, even none
             self._cached()
@@ -102,6 +104,11 @@ class ProtocolSink:
                 )
         elif isinstance(event, ExecutionSucceeded):
             self.status = "success"
+            for node_id, ui in event.outputs.items():  # like ComfyUI: cached outputs are shown again
+                if node_id in self._cached_nodes and ui:
+                    self._send(
+                        "executed", {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": self.prompt_id}
+                    )
             self._send("execution_success", {"prompt_id": self.prompt_id, "timestamp": now_ms()}, record=True, hold=True)
         elif isinstance(event, ExecutionFailed):
             self.status = "error"

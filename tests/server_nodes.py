@@ -81,3 +81,16 @@ def register_routes(app, prefix):
         return web.json_response({"hello": "from a plugin"})
 
     app.router.add_get(prefix + "/hello", hello)
+
+
+class SrvExtra(Node):
+    """Shows what the server passed in ``ctx.extra`` (the editor workflow, the client id)."""
+
+    spec = NodeSpec(name="SrvExtra", inputs=(In("value", "INT", default=0),), output_node=True, deterministic=False)
+
+    def execute(self, ctx, value):
+        extra = ctx.extra or {}
+        return NodeResult(ui={"workflow": [extra.get("workflow")], "client_id": [extra.get("client_id")]})
+
+
+NODES.append(SrvExtra)
