@@ -13,11 +13,15 @@ DATA_DIR = Path(__file__).parent / "data"
 def register_nodes():
     from latentgraph.nodes import images
     from latentgraph.nodes import latents, sampler_nodes
+    from latentgraph.nodes import conditioning, loaders, lora
 
     return [
         *images.NODES,
         *latents.NODES,
         *sampler_nodes.NODES,
+        *loaders.NODES,
+        *conditioning.NODES,
+        *lora.NODES,
     ]
 
 
@@ -33,6 +37,13 @@ def register_schedulers():
     from latentgraph.nodes.sampling import SCHEDULES
 
     return SCHEDULES
+
+
+@hookimpl
+def register_model_formats():
+    from latentgraph.nodes.checkpoints import BUILTIN_FORMATS
+
+    return BUILTIN_FORMATS
 
 
 @hookimpl

@@ -19,6 +19,7 @@ assumes (``EmptyLatentImage`` 512x512 → 64x64), at widths (8, 16, 32, 32).
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -181,14 +182,81 @@ def make_tiny_checkpoint(
     state, cfg = make_tiny_state_dict(arch, seed)
     if arch == "sd2_v":
         state["v_pred"] = torch.zeros(0)
-    metadata: dict[str, Any] = {"latentgraph.tiny": f"{arch} seed={seed}"}
-    if with_metadata:
-        metadata[METADATA_KEY] = cfg.to_json()
+    # One metadata entry keeps the file byte-for-byte reproducible (safetensors orders entries by hash).
+    cfg = replace(cfg, extra={**cfg.extra, "seed": seed})
+    metadata: dict[str, Any] = {METADATA_KEY: cfg.to_json()} if with_metadata else {"latentgraph.tiny": f"{arch} seed={seed}"}
     metadata.update(extra_metadata or {})
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+LORA_FORMATS = ("kohya", "kohya_ldm", "peft")
+
+
+def make_tiny_lora(
+    path: str | Path,
+    arch: str = "sd1",
+    seed: int = 0,
+    *,
+    rank: int = 4,
+    alpha: float = 4.0,
+    lora_format: str = "kohya",
+    text_encoder: bool = True,
+) -> Path:
+    """A random LoRA for the tiny ``arch`` on every attention projection (UNet and text encoders).
+
+    ``kohya`` names UNet layers by their diffusers path (sd-scripts for SD1/SD2), ``kohya_ldm`` by
+    the original path (sd-scripts for SDXL), ``peft`` is the diffusers ``lora_A``/``lora_B`` format.
+    """
+    import transformers
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    from latentgraph.nodes.original_layout import rename, unet_module_map
+
+    if lora_format not in LORA_FORMATS:
+        raise ValueError(f"lora_format must be one of {LORA_FORMATS}")
+    cfg = tiny_config(arch)
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(cfg.unet)
+        encoders = [getattr(transformers, e.class_name)(transformers.CLIPTextConfig(**e.config)) for e in cfg.text_encoders]
+    gen = torch.Generator().manual_seed(seed)
+    out: dict[str, torch.Tensor] = {}
+
+    def add(name: str, layer: torch.nn.Module) -> None:
+        w = layer.weight
+        down = torch.randn(rank, w.shape[1], generator=gen) * 0.1
+        up = torch.randn(w.shape[0], rank, generator=gen) * 0.1
+        if lora_format == "peft":
+            out[f"{name}.lora_A.weight"], out[f"{name}.lora_B.weight"] = down, up
+        else:
+            out[f"{name}.lora_down.weight"], out[f"{name}.lora_up.weight"] = down, up
+        out[f"{name}.alpha"] = torch.tensor(float(alpha))
+
+    ldm_map = unet_module_map(cfg.unet)
+    for mod_path, layer in unet.named_modules():
+        if isinstance(layer, torch.nn.Linear) and mod_path.rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v", "0") and ".attn" in mod_path:
+            if lora_format == "peft":
+                add(f"unet.{mod_path}", layer)
+            else:
+                name = rename(mod_path, ldm_map) if lora_format == "kohya_ldm" else mod_path
+                add("lora_unet_" + name.replace(".", "_"), layer)
+    if text_encoder:
+        for i, enc in enumerate(encoders):
+            for mod_path, layer in enc.named_modules():
+                if isinstance(layer, torch.nn.Linear) and mod_path.endswith(("q_proj", "k_proj", "v_proj", "out_proj")):
+                    full = mod_path if mod_path.startswith("text_model.") else "text_model." + mod_path
+                    if lora_format == "peft":
+                        add(("text_encoder" if i == 0 else f"text_encoder_{i + 1}") + "." + full, layer)
+                    else:
+                        prefix = "lora_te" if len(encoders) == 1 else f"lora_te{i + 1}"
+                        add(f"{prefix}_" + full.replace(".", "_"), layer)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(out, str(path), metadata={"latentgraph.tiny": f"lora {arch} {lora_format} seed={seed}"})
     return path
 
 

@@ -1,0 +1,152 @@
+"""Text conditioning: CLIPEncode (CLIPTextEncode), CLIPSetLastLayer, ConditioningCombine.
+
+Encoding follows ComfyUI so workflows give the same kind of conditioning:
+
+* a prompt is tokenized without truncation and cut into windows of 75 tokens; each window gets
+  BOS/EOS and padding to 77 and is encoded on its own; the windows' hidden states are
+  concatenated along the sequence axis (a 100-token prompt → 154 positions), never cut silently;
+* the layer used is ``clip.stop_at_layer`` (-1 last, -2 penultimate…); SD1/SD2 pass it through
+  the final layer norm, SDXL uses the raw penultimate states of both encoders, concatenated
+  (768 + 1280 = 2048 wide), and the pooled, projected output of its second encoder goes into the
+  extras as ``pooled_output`` (from the first window);
+* CONDITIONING is ``[(embeddings[1, T, D], {"pooled_output": …, "arch": …})]``, float32 on the
+  CPU; samplers move it to the model's device and dtype.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from latentgraph.errors import NodeInputError
+from latentgraph.node import In, Node, NodeSpec, Out
+from latentgraph.nodes.components import Conditioning, TextEncoder
+
+log = logging.getLogger("latentgraph.conditioning")
+
+
+def token_windows(tokenizer: Any, text: str) -> list[list[int]]:
+    """Token ids of ``text`` in windows of ``model_max_length`` (77): BOS + ≤75 tokens + EOS + pad."""
+    length = int(getattr(tokenizer, "model_max_length", 77) or 77)
+    if length > 1024:  # "unlimited" sentinel of tokenizers without a configured length
+        length = 77
+    body = length - 2
+    ids = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    windows = [ids[i : i + body] for i in range(0, len(ids), body)] or [[]]
+    return [[tokenizer.bos_token_id, *w, tokenizer.eos_token_id] + [pad] * (body - len(w)) for w in windows]
+
+
+def _text_body(encoder: Any) -> Any:
+    """The module with ``final_layer_norm`` (transformers wraps it in ``text_model`` for some classes)."""
+    return getattr(encoder, "text_model", encoder)
+
+
+def _layer_index(layer: int, num_layers: int) -> int:
+    """Index into ``hidden_states`` (embeddings + one entry per layer); out of range means last (ComfyUI)."""
+    if layer >= 0 or -layer > num_layers:
+        return -1
+    return layer
+
+
+@torch.inference_mode()
+def encode_text(clip: TextEncoder, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states ``[1, 77·windows, D]`` and pooled output ``[1, P]`` of a prompt."""
+    final_norm = bool(clip.info.get("final_norm_on_hidden", clip.arch != "sdxl"))
+    hidden_parts, pooled = [], None
+    windows_count = None
+    for tokenizer, encoder in zip(clip.tokenizers, clip.encoders):
+        windows = token_windows(tokenizer, text)
+        if windows_count is None:
+            windows_count = len(windows)
+        elif len(windows) != windows_count:  # same vocabulary, so this would be a tokenizer bug
+            raise RuntimeError("the text encoders split the prompt differently")
+        device = next(encoder.parameters()).device
+        ids = torch.tensor(windows, dtype=torch.long, device=device)
+        out = encoder(input_ids=ids, output_hidden_states=True)
+        num_layers = int(encoder.config.num_hidden_layers)
+        index = _layer_index(clip.stop_at_layer, num_layers)
+        hidden = out.hidden_states[index]
+        if final_norm:
+            hidden = _text_body(encoder).final_layer_norm(hidden)
+        hidden_parts.append(hidden.float().cpu().reshape(1, -1, hidden.shape[-1]))
+        pooled_all = getattr(out, "text_embeds", None)
+        if pooled_all is None:
+            pooled_all = out.pooler_output
+        pooled = pooled_all[:1].float().cpu()
+    embeddings = torch.cat(hidden_parts, dim=-1)
+    return embeddings, pooled
+
+
+def _check_clip(clip: Any) -> TextEncoder:
+    if clip is None:
+        raise NodeInputError(
+            "clip", "is missing: the checkpoint loader found no text encoder in this checkpoint; load one that has it"
+        )
+    if not isinstance(clip, TextEncoder):
+        raise NodeInputError("clip", f"expected a CLIP, got {type(clip).__name__}")
+    return clip
+
+
+class CLIPEncode(Node):
+    spec = NodeSpec(
+        name="CLIPEncode",
+        display_name="CLIP Text Encode (Prompt)",
+        category="conditioning",
+        description="Encodes a prompt; prompts longer than 75 tokens are encoded in 77-token windows.",
+        inputs=(In("text", "STRING", multiline=True, default=""), In("clip", "CLIP")),
+        outputs=(Out("CONDITIONING"),),
+        aliases=("CLIPTextEncode",),
+    )
+
+    def execute(self, ctx, clip, text=""):
+        clip = _check_clip(clip)
+        if not isinstance(text, str):
+            raise NodeInputError("text", f"expected text, got {type(text).__name__}")
+        embeddings, pooled = encode_text(clip, text)
+        return ([(embeddings, {"pooled_output": pooled, "arch": clip.arch})],)
+
+
+class CLIPSetLastLayer(Node):
+    spec = NodeSpec(
+        name="CLIPSetLastLayer",
+        display_name="CLIP Set Last Layer",
+        category="conditioning",
+        description="Which CLIP layer conditions the model: -1 the last, -2 the penultimate (\"clip skip 2\")…",
+        inputs=(In("clip", "CLIP"), In("stop_at_clip_layer", "INT", default=-1, min=-24, max=-1, step=1)),
+        outputs=(Out("CLIP"),),
+    )
+
+    def execute(self, ctx, clip, stop_at_clip_layer=-1):
+        clip = _check_clip(clip)
+        layer = int(stop_at_clip_layer)
+        if layer >= 0 or layer < -24:
+            raise NodeInputError("stop_at_clip_layer", f"must be between -24 and -1, got {layer}")
+        deepest = min(clip.info.get("num_layers") or [24])
+        if -layer > deepest:
+            log.warning("CLIPSetLastLayer %d: the text encoder has only %d layers, using the last", layer, deepest)
+        return (replace(clip, stop_at_layer=layer),)
+
+
+class ConditioningCombine(Node):
+    spec = NodeSpec(
+        name="ConditioningCombine",
+        display_name="Conditioning (Combine)",
+        category="conditioning",
+        description="Both conditionings apply together: the sampler averages their predictions.",
+        inputs=(In("conditioning_1", "CONDITIONING"), In("conditioning_2", "CONDITIONING")),
+        outputs=(Out("CONDITIONING"),),
+    )
+
+    def execute(self, ctx, conditioning_1, conditioning_2):
+        for name, value in (("conditioning_1", conditioning_1), ("conditioning_2", conditioning_2)):
+            if not isinstance(value, list):
+                raise NodeInputError(name, f"expected CONDITIONING, got {type(value).__name__}")
+        combined: Conditioning = [*conditioning_1, *conditioning_2]
+        return (combined,)
+
+
+NODES = [CLIPEncode, CLIPSetLastLayer, ConditioningCombine]

@@ -1,0 +1,330 @@
+"""LoRA: low-rank weight deltas applied to a copy of the UNet and text encoders.
+
+The MODEL and CLIP flowing into LoraLoader are cached and shared with other branches of the graph,
+so they are never modified. The patched model is a shallow clone: every unpatched weight is the
+very same tensor as in the base model, and only patched weights are new (``W + s·α/r·up@down``).
+Nothing needs undoing — when the cache drops the patched model, its new tensors are freed.
+
+Key formats understood (matched against the model's own module names, so a LoRA for another
+architecture is reported instead of half-applied):
+
+* kohya / sd-scripts: ``lora_unet_<module>`` (diffusers or original UNet names, ``_``-joined),
+  ``lora_te_…`` (SD1/SD2), ``lora_te1_…``/``lora_te2_…`` (SDXL), with ``.lora_down.weight``,
+  ``.lora_up.weight`` and ``.alpha``;
+* diffusers / PEFT: ``unet.<module>.lora_A.weight`` / ``lora_B.weight``, ``text_encoder.…``,
+  ``text_encoder_2.…``, and the older ``…processor.to_q_lora.down.weight`` and
+  ``…lora_linear_layer.up.weight`` spellings;
+* ComfyUI-style ``diffusion_model.<original module>.lora_…``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from latentgraph.errors import NodeInputError
+from latentgraph.node import In, Node, NodeSpec, Out
+from latentgraph.nodes.checkpoint_files import CheckpointError, open_weights
+from latentgraph.nodes.components import DiffusionModel, TextEncoder
+from latentgraph.nodes.original_layout import rename, unet_module_map
+
+log = logging.getLogger("latentgraph.lora")
+
+_KINDS = (
+    (".lora_down.weight", "down"),
+    (".lora_up.weight", "up"),
+    (".lora_A.weight", "down"),
+    (".lora_B.weight", "up"),
+    (".lora_linear_layer.down.weight", "down"),
+    (".lora_linear_layer.up.weight", "up"),
+    (".lora.down.weight", "down"),
+    (".lora.up.weight", "up"),
+    ("_lora.down.weight", "down"),
+    ("_lora.up.weight", "up"),
+    (".alpha", "alpha"),
+)
+_UNSUPPORTED = (".lora_mid.weight", ".dora_scale", ".hada_w1_a", ".lokr_w1", ".diff", ".diff_b")
+
+
+@dataclass
+class LoraPair:
+    """One adapted layer: ``up @ down`` scaled by ``alpha / rank``."""
+
+    down: torch.Tensor | None = None
+    up: torch.Tensor | None = None
+    alpha: float | None = None
+
+    def delta(self, shape: torch.Size) -> torch.Tensor:
+        assert self.down is not None and self.up is not None
+        rank = self.down.shape[0]
+        scale = (self.alpha / rank) if self.alpha is not None else 1.0
+        product = self.up.flatten(1).float() @ self.down.flatten(1).float()
+        if product.numel() != torch.Size(shape).numel():
+            raise ValueError(f"LoRA makes {tuple(product.shape)}, layer is {tuple(shape)}")
+        return product.reshape(shape) * scale
+
+
+@dataclass
+class LoraFile:
+    name: str
+    pairs: dict[str, LoraPair]
+    unsupported: list[str] = field(default_factory=list)
+
+
+def read_lora(path: str | Path) -> LoraFile:
+    """Group a LoRA file's tensors by the layer they adapt (names still as in the file)."""
+    weights = open_weights(path)
+    pairs: dict[str, LoraPair] = {}
+    unsupported = []
+    tensors = weights.tensors(weights.keys)
+    for key, value in tensors.items():
+        for suffix, kind in _KINDS:
+            if key.endswith(suffix):
+                layer = key[: -len(suffix)]
+                if suffix.startswith("_lora."):  # …processor.to_q_lora.down.weight → …to_q
+                    layer = layer.replace(".processor.", ".")
+                    layer = layer + ".0" if layer.endswith("to_out") else layer
+                pair = pairs.setdefault(layer, LoraPair())
+                if kind == "alpha":
+                    pair.alpha = float(value.float().reshape(-1)[0])
+                else:
+                    setattr(pair, kind, value)
+                break
+        else:
+            if key.endswith(_UNSUPPORTED):
+                unsupported.append(key)
+    complete = {k: p for k, p in pairs.items() if p.down is not None and p.up is not None}
+    if not complete:
+        raise CheckpointError(f"{Path(path).name} holds no LoRA weights (lora_down/lora_up or lora_A/lora_B pairs)")
+    return LoraFile(Path(path).name, complete, unsupported)
+
+
+# -- names -----------------------------------------------------------------------------------
+
+
+def _adaptable(module: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    return {n: m for n, m in module.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and n}
+
+
+def _flat(name: str) -> str:
+    return name.replace(".", "_")
+
+
+def unet_lora_names(unet: Any) -> dict[str, str]:
+    """Every spelling a LoRA may use for a UNet layer → the layer's diffusers module path."""
+    config = dict(unet.config)
+    try:
+        ldm_map = unet_module_map(config)
+    except (KeyError, ValueError):
+        ldm_map = {}
+    names: dict[str, str] = {}
+    for path in _adaptable(unet):
+        ldm = rename(path, ldm_map) if ldm_map else path
+        for spelling in (
+            f"unet.{path}",
+            path,
+            f"lora_unet_{_flat(path)}",
+            f"lora_unet_{_flat(ldm)}",
+            f"diffusion_model.{ldm}",
+            f"model.diffusion_model.{ldm}",
+        ):
+            names.setdefault(spelling, path)
+    return names
+
+
+def text_encoder_lora_names(encoder: Any, index: int, count: int) -> dict[str, str]:
+    """Spellings for one text encoder's layers (``lora_te_`` for one encoder, ``te1``/``te2`` for two)."""
+    kohya = ["lora_te"] if count == 1 else []
+    kohya.append(f"lora_te{index + 1}")
+    diffusers = "text_encoder" if index == 0 else f"text_encoder_{index + 1}"
+    names: dict[str, str] = {}
+    for path in _adaptable(encoder):
+        full = path if path.startswith("text_model.") else f"text_model.{path}"
+        for prefix in kohya:
+            names.setdefault(f"{prefix}_{_flat(full)}", path)
+        for spelling in (f"{diffusers}.{full}", f"{diffusers}.{full.removeprefix('text_model.')}"):
+            names.setdefault(spelling, path)
+    return names
+
+
+# -- patching --------------------------------------------------------------------------------
+
+
+def patched_copy(module: torch.nn.Module, deltas: Mapping[str, torch.Tensor], strength: float) -> torch.nn.Module:
+    """A clone sharing every tensor with ``module`` except the weights in ``deltas``, which are new."""
+    shared = {id(t): t for t in module.parameters()}
+    shared.update({id(t): t for t in module.buffers()})
+    clone = copy.deepcopy(module, memo=dict(shared))
+    with torch.no_grad():
+        for path, delta in deltas.items():
+            layer = clone.get_submodule(path)
+            base = layer.weight
+            new = (base.float() + delta.to(base.device) * strength).to(base.dtype)
+            layer.weight = torch.nn.Parameter(new, requires_grad=False)
+    return clone
+
+
+def _match(lora: LoraFile, names: Mapping[str, str], layers: Mapping[str, torch.nn.Module], used: set[str]):
+    deltas: dict[str, torch.Tensor] = {}
+    wrong: list[str] = []
+    for key, pair in lora.pairs.items():
+        path = names.get(key)
+        if path is None:
+            continue
+        used.add(key)
+        weight = layers[path].weight
+        try:
+            delta = pair.delta(weight.shape)
+        except ValueError as exc:
+            wrong.append(f"{key}: {exc}")
+            continue
+        deltas[path] = deltas[path] + delta if path in deltas else delta
+    return deltas, wrong
+
+
+@dataclass
+class LoraResult:
+    model: DiffusionModel | None
+    clip: TextEncoder | None
+    matched_model: int
+    matched_clip: int
+    unmatched: list[str]
+
+
+def apply_lora(
+    lora: LoraFile,
+    model: DiffusionModel | None,
+    clip: TextEncoder | None,
+    strength_model: float = 1.0,
+    strength_clip: float = 1.0,
+) -> LoraResult:
+    """New MODEL/CLIP with the LoRA applied; the inputs are left exactly as they were."""
+    used: set[str] = set()
+    wrong: list[str] = []
+    new_model, new_clip = model, clip
+    unet_deltas: dict[str, torch.Tensor] = {}
+    if model is not None:
+        unet_deltas, bad = _match(lora, unet_lora_names(model.unet), _adaptable(model.unet), used)
+        wrong += bad
+    te_deltas: list[dict[str, torch.Tensor]] = []
+    if clip is not None:
+        for i, enc in enumerate(clip.encoders):
+            deltas, bad = _match(lora, text_encoder_lora_names(enc, i, len(clip.encoders)), _adaptable(enc), used)
+            te_deltas.append(deltas)
+            wrong += bad
+    if wrong:
+        raise ValueError(
+            f"{lora.name} does not fit this model: {len(wrong)} layers have other shapes (e.g. {wrong[0]}); "
+            "is it a LoRA for another architecture?"
+        )
+    if not used:
+        raise ValueError(
+            f"no weights of {lora.name} match this model's layers"
+            + (f" ({model.arch} model)" if model is not None else "")
+            + "; is it a LoRA for another architecture?"
+        )
+    unmatched = sorted(set(lora.pairs) - used)
+    record = {"name": lora.name, "strength_model": strength_model, "strength_clip": strength_clip}
+    if model is not None and unet_deltas and strength_model != 0:
+        new_model = replace(
+            model,
+            unet=patched_copy(model.unet, unet_deltas, strength_model),
+            info={**model.info, "loras": [*model.info.get("loras", []), record]},
+        )
+    if clip is not None and any(te_deltas) and strength_clip != 0:
+        encoders = [patched_copy(e, d, strength_clip) if d else e for e, d in zip(clip.encoders, te_deltas)]
+        new_clip = replace(clip, encoders=encoders, info={**clip.info, "loras": [*clip.info.get("loras", []), record]})
+    return LoraResult(new_model, new_clip, len(unet_deltas), sum(len(d) for d in te_deltas), unmatched)
+
+
+# -- nodes -----------------------------------------------------------------------------------
+
+
+def _lora_choices(settings, registry) -> list[str]:
+    return settings.list_models("loras")
+
+
+def _resolve_lora(ctx, lora_name: str) -> LoraFile:
+    from latentgraph.nodes.loaders import resolve_model
+
+    path = resolve_model(ctx.settings, "loras", lora_name, "lora_name")
+    try:
+        return read_lora(path)
+    except CheckpointError as exc:
+        raise NodeInputError("lora_name", str(exc)) from None
+
+
+def _apply_node(ctx, model, clip, lora_name, strength_model, strength_clip):
+    lora = _resolve_lora(ctx, lora_name)
+    try:
+        result = apply_lora(lora, model, clip, strength_model, strength_clip)
+    except ValueError as exc:
+        raise NodeInputError("lora_name", str(exc)) from None
+    if result.unmatched:
+        log.warning("%s: %d LoRA layers match nothing in the model (e.g. %s)", lora.name, len(result.unmatched), result.unmatched[0])
+    return result
+
+
+def _fingerprint(settings, inputs: Mapping[str, Any]) -> str | None:
+    from latentgraph.nodes.loaders import file_fingerprint
+
+    return file_fingerprint(settings, "loras", inputs.get("lora_name"))
+
+
+class LoraLoader(Node):
+    spec = NodeSpec(
+        name="LoraLoader",
+        display_name="Load LoRA",
+        category="loaders",
+        description="Applies a LoRA to a copy of the model and text encoder; the inputs stay unchanged.",
+        inputs=(
+            In("model", "MODEL"),
+            In("clip", "CLIP"),
+            In("lora_name", "COMBO", choices=_lora_choices),
+            In("strength_model", "FLOAT", default=1.0, min=-100.0, max=100.0, step=0.01),
+            In("strength_clip", "FLOAT", default=1.0, min=-100.0, max=100.0, step=0.01),
+        ),
+        outputs=(Out("MODEL"), Out("CLIP")),
+    )
+
+    def execute(self, ctx, model, clip, lora_name, strength_model=1.0, strength_clip=1.0):
+        if strength_model == 0 and strength_clip == 0:
+            return (model, clip)
+        result = _apply_node(ctx, model, clip, lora_name, strength_model, strength_clip)
+        return (result.model, result.clip)
+
+    @classmethod
+    def fingerprint(cls, settings, inputs):
+        return _fingerprint(settings, inputs)
+
+
+class LoraLoaderModelOnly(Node):
+    spec = NodeSpec(
+        name="LoraLoaderModelOnly",
+        display_name="Load LoRA (model only)",
+        category="loaders",
+        inputs=(
+            In("model", "MODEL"),
+            In("lora_name", "COMBO", choices=_lora_choices),
+            In("strength_model", "FLOAT", default=1.0, min=-100.0, max=100.0, step=0.01),
+        ),
+        outputs=(Out("MODEL"),),
+    )
+
+    def execute(self, ctx, model, lora_name, strength_model=1.0):
+        if strength_model == 0:
+            return (model,)
+        return (_apply_node(ctx, model, None, lora_name, strength_model, 0.0).model,)
+
+    @classmethod
+    def fingerprint(cls, settings, inputs):
+        return _fingerprint(settings, inputs)
+
+
+NODES = [LoraLoader, LoraLoaderModelOnly]
