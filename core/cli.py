@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from latentgraph import plugins_cli
+from latentgraph import convert_cli
 from latentgraph import serve_cli
 from latentgraph.errors import ErrorReport, LatentgraphError
 
@@ -55,23 +57,28 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     run = sub.add_parser("run", parents=[common], help="run a workflow")
-    run.add_argument("workflow", help="workflow file (API JSON)")
+    run.add_argument("workflow", help="workflow file: API JSON, editor JSON, or a PNG with the workflow inside")
     run.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE", help="override an input; repeatable")
+    run.add_argument("--map-model", action="append", default=[], metavar="OLD=NEW", help="use model file NEW where the workflow names OLD; repeatable")
+    run.add_argument("--apply-seed-control", action="store_true", help="editor workflows: apply each seed's increment/decrement/randomize mode first")
     run.add_argument("--output-dir", help="where output images go (default: <data dir>/output)")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(handler=cmd_run)
 
     val = sub.add_parser("validate", parents=[common], help="check a workflow without running it")
-    val.add_argument("workflow")
+    val.add_argument("workflow", help="workflow file: API JSON, editor JSON, or a PNG with the workflow inside")
     val.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE")
+    val.add_argument("--map-model", action="append", default=[], metavar="OLD=NEW", help="use model file NEW where the workflow names OLD")
     val.add_argument("--json", action="store_true", help="print errors as JSON")
     val.set_defaults(handler=cmd_validate)
 
     nodes = sub.add_parser("nodes", parents=[common], help="list node types (in /object_info's shape with --json)")
     nodes.add_argument("--json", action="store_true")
     nodes.set_defaults(handler=cmd_nodes)
+    plugins_cli.add_parser(sub, common)
     serve_cli.add_parser(sub, [common])
+    convert_cli.add_parser(sub, common)
     return parser
 
 
@@ -102,18 +109,34 @@ def _allow_list() -> list[str] | None:
     return None if value is None else [p.strip() for p in value.split(",") if p.strip()]
 
 
-def load_workflow(path: str, overrides: list[str]) -> tuple[Any, dict[str, Any]]:
-    """Read a workflow file; returns (API-format data, extra per-prompt data)."""
-    file = Path(path)
-    if not file.is_file():
+def require_file(path: str) -> None:
+    if not Path(path).is_file():
         raise UsageError(f"workflow file not found: {path}")
-    from latentgraph.workflow import parse_json_text
 
-    data, report = parse_json_text(file.read_bytes())
-    if report:
-        return data, {"report": report}
-    apply_overrides(data, overrides)
-    return data, {}
+
+def load_workflow(
+    path: str, overrides: list[str], registry, *, model_map: list[str] = (), apply_controls: bool = False
+) -> tuple[Any, dict[str, Any]]:
+    """Read API JSON, editor JSON or a PNG; returns (API-format data, extra per-prompt data).
+
+    ``extra`` carries the editor JSON (``workflow``) for SaveImage to embed, or ``report`` when the
+    file could not be read or converted.
+    """
+    require_file(path)
+    from latentgraph.sources import WorkflowSourceError, apply_model_map, load_source
+
+    try:
+        loaded = load_source(path, registry, apply_controls=apply_controls)
+    except WorkflowSourceError as exc:
+        raise UsageError(str(exc)) from None
+    if loaded.report:
+        return loaded.prompt, {"report": loaded.report}
+    try:
+        apply_model_map(loaded.prompt, list(model_map), registry)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    apply_overrides(loaded.prompt, overrides)
+    return loaded.prompt, loaded.extra
 
 
 def apply_overrides(data: Any, overrides: list[str]) -> None:
@@ -144,8 +167,9 @@ def apply_overrides(data: Any, overrides: list[str]) -> None:
 
 # -- commands -----------------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
-    data, extra = load_workflow(args.workflow, args.set)
+    require_file(args.workflow)
     engine = make_engine(args)
+    data, extra = load_workflow(args.workflow, args.set, engine.registry, model_map=args.map_model)
     report: ErrorReport | None = extra.get("report")
     if report is None:
         _graph, report = engine.check(data)
@@ -154,6 +178,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     elif report:
         print(f"{args.workflow}: invalid workflow", file=sys.stderr)
         print(report.format(), file=sys.stderr)
+        _print_model_hint(report, data, engine.registry)
     else:
         print(f"{args.workflow}: ok")
     return EXIT_INVALID if report else EXIT_OK
@@ -163,8 +188,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from latentgraph.context import InterruptFlag
     from latentgraph.progress import ProgressPrinter
 
-    data, extra = load_workflow(args.workflow, args.set)
+    require_file(args.workflow)
     engine = make_engine(args, output_dir=Path(args.output_dir).resolve() if args.output_dir else None)
+    data, extra = load_workflow(
+        args.workflow, args.set, engine.registry, model_map=args.map_model, apply_controls=args.apply_seed_control
+    )
     report = extra.pop("report", None)
     graph = None
     if report is None:
@@ -175,6 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             print(f"{args.workflow}: invalid workflow", file=sys.stderr)
             print(report.format(), file=sys.stderr)
+            _print_model_hint(report, data, engine.registry)
         return EXIT_INVALID
 
     interrupt = InterruptFlag()
@@ -197,6 +226,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         _print_summary(result, graph, files)
     return {"success": EXIT_OK, "error": EXIT_FAILED, "interrupted": EXIT_INTERRUPTED}[result.status]
+
+
+def _print_model_hint(report: ErrorReport, data: Any, registry) -> None:
+    from latentgraph.sources import model_hint
+
+    hint = model_hint(report, data, registry)
+    if hint:
+        print(hint, file=sys.stderr)
 
 
 def output_files(outputs: dict[str, dict[str, Any]], settings) -> list[Path]:

@@ -1,7 +1,8 @@
 """The hooks a latentgraph plugin may implement. Every hook is documented in docs/plugins.md.
 
 Built-in nodes register through these same hooks. Implement them with
-``from latentgraph import hookimpl``.
+``from latentgraph import hookimpl``; a plugin implements only the hooks it needs, and may leave
+out arguments it does not use (pluggy passes arguments by name).
 """
 
 from __future__ import annotations
@@ -13,14 +14,19 @@ hookspec = pluggy.HookspecMarker("latentgraph")
 
 @hookspec
 def register_nodes():
-    """Return an iterable of node types (``latentgraph.Node`` subclasses) this plugin adds."""
+    """Return an iterable of node types (``latentgraph.Node`` subclasses) this plugin adds.
+
+    A name (or alias) that is already registered — by the built-ins or an earlier plugin — is
+    refused and reported; the plugin's other nodes still load.
+    """
 
 
 @hookspec
 def register_types():
     """Return connection types this plugin adds: an iterable of ``latentgraph.TypeSpec``.
 
-    A type may declare which other types it accepts (e.g. a ``HDR_IMAGE`` input accepting ``IMAGE``).
+    ``TypeSpec("HDR_IMAGE", accepts=("IMAGE",))`` lets an ``HDR_IMAGE`` input take an ``IMAGE``
+    output. Declaring an existing type without ``accepts`` is a no-op (plugins may share a type).
     """
 
 
@@ -36,7 +42,10 @@ def register_schedulers():
 
 @hookspec
 def register_model_formats():
-    """Return checkpoint-format loaders (``latentgraph.nodes.sd.loading.ModelFormat``)."""
+    """Return checkpoint-format loaders (``latentgraph.nodes.checkpoints.ModelFormat``).
+
+    ``LoadCheckpoint`` asks each format, highest ``priority`` first, whether it can load a file.
+    """
 
 
 @hookspec
@@ -46,12 +55,15 @@ def register_model_roots():
 
 @hookspec
 def register_routes(app, prefix):
-    """Add aiohttp routes to the server's ``app``; paths must start with ``prefix`` (``/plugins/<name>``)."""
+    """Add aiohttp routes to ``app``; every path must start with ``prefix`` (``/plugins/<name>``).
+
+    Routes outside the prefix are refused (the plugin is reported and none of its routes load).
+    """
 
 
 @hookspec
 def startup(registry, settings):
-    """Called once when an engine has been assembled (CLI run or server start)."""
+    """Called once when an engine has been assembled (CLI run, server start, test engine)."""
 
 
 @hookspec
@@ -61,7 +73,7 @@ def before_node(prompt_id, node_id, class_type):
 
 @hookspec
 def after_node(prompt_id, node_id, class_type, seconds):
-    """Called after a node executed successfully."""
+    """Called after a node executed successfully; ``seconds`` is its run time."""
 
 
 @hookspec

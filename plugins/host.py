@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -30,10 +30,16 @@ log = logging.getLogger("latentgraph.plugins")
 ENTRY_POINT_GROUP = "latentgraph"
 #: Built-in plugin modules, registered under the name "latentgraph".
 BUILTIN_PLUGINS = ("latentgraph.nodes.builtin",)
+#: Name of the built-in plugin (it cannot be disabled).
+BUILTIN_NAME = "latentgraph"
+#: The same error is recorded once; a plugin failing in a hook on every node must not grow memory.
+MAX_ERRORS_PER_PLUGIN = 50
 
 
 @dataclass
 class PluginInfo:
+    """What one plugin is, what it added and what went wrong (``latentgraph plugins``, ``/plugins``)."""
+
     name: str
     source: str  # "builtin", "entrypoint", "plugins-dir", "object"
     version: str = ""
@@ -41,17 +47,54 @@ class PluginInfo:
     nodes: list[str] = field(default_factory=list)
     load_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    #: False when the allow-list (``LATENTGRAPH_PLUGINS``) skipped it: found but not loaded.
+    enabled: bool = True
+    #: Where it came from: module name, entry point value or file path.
+    location: str = ""
+
+    def error(self, message: str) -> None:
+        if message not in self.errors and len(self.errors) < MAX_ERRORS_PER_PLUGIN:
+            self.errors.append(message)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "source": self.source,
             "version": self.version,
+            "enabled": self.enabled,
+            "location": self.location,
             "hooks": self.hooks,
             "nodes": self.nodes,
             "load_seconds": round(self.load_seconds, 4),
             "errors": self.errors,
         }
+
+
+@dataclass(frozen=True)
+class PluginSelection:
+    """Which third-party plugins load: ``LATENTGRAPH_PLUGINS="a,b"`` allows only a and b,
+    ``"-c"`` loads all but c, ``""`` loads none. The built-in nodes always load."""
+
+    allow: frozenset[str] | None = None
+    deny: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, names: Iterable[str] | None) -> PluginSelection:
+        if names is None:
+            return cls()
+        if isinstance(names, str):
+            names = names.split(",")
+        cleaned = [n.strip() for n in names if n and n.strip()]
+        deny = frozenset(n[1:].strip() for n in cleaned if n.startswith("-"))
+        allow = [n for n in cleaned if not n.startswith("-")]
+        if deny and not allow:
+            return cls(None, deny)
+        return cls(frozenset(allow), deny)
+
+    def wants(self, name: str) -> bool:
+        if name in self.deny:
+            return False
+        return self.allow is None or name in self.allow
 
 
 class PluginHost:
@@ -65,14 +108,39 @@ class PluginHost:
         self.model_roots: list[Path] = []
 
     # -- loading ----------------------------------------------------------------------------
-    def add(self, plugin: object, name: str, source: str, version: str = "") -> PluginInfo:
-        info = self.plugins.setdefault(name, PluginInfo(name, source, version))
+    def _info(self, name: str, source: str, version: str = "", location: str = "") -> PluginInfo:
+        """A fresh info record; a second plugin claiming a taken name gets its own, marked."""
+        key = name
+        if key in self.plugins:
+            key = f"{name} ({source}: {location or 'duplicate'})"
+        info = PluginInfo(key, source, version, location=location)
+        self.plugins[key] = info
+        if key != name:
+            info.error(f"a plugin named '{name}' is already loaded ({self.plugins[name].source}); this one is skipped")
+        return info
+
+    def add(self, plugin: object, name: str, source: str, version: str = "", location: str = "") -> PluginInfo:
+        info = self._info(name, source, version, location)
+        if info.errors:
+            return info
         try:
             self.pm.register(plugin, name=name)
-        except Exception as exc:  # invalid hookimpl signatures, duplicate names
-            info.errors.append(f"cannot register: {exc}")
+        except Exception as exc:  # invalid hookimpl signatures, unknown hooks
+            info.error(f"cannot register: {exc}")
+            log.warning("plugin %s cannot be registered: %s", name, exc)
             return info
         info.hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+        return info
+
+    def add_failed(self, name: str, source: str, exc: BaseException, version: str = "", location: str = "") -> PluginInfo:
+        info = self._info(name, source, version, location)
+        info.error(f"import failed: {_describe_import_error(exc)}")
+        log.warning("plugin %s failed to import: %s", name, exc)
+        return info
+
+    def add_disabled(self, name: str, source: str, version: str = "", location: str = "") -> PluginInfo:
+        info = self._info(name, source, version, location)
+        info.enabled = False
         return info
 
     def add_module(self, module_name: str, source: str, version: str = "", name: str | None = None) -> PluginInfo:
@@ -80,31 +148,37 @@ class PluginHost:
         start = time.perf_counter()
         try:
             module = importlib.import_module(module_name)
-        except Exception as exc:
-            info = self.plugins.setdefault(name, PluginInfo(name, source, version))
-            info.errors.append(f"import failed: {_describe(exc)}")
-            log.warning("plugin %s failed to import: %s", name, exc)
-            return info
-        info = self.add(module, name, source, version)
+        except (Exception, SystemExit) as exc:
+            return self.add_failed(name, source, exc, version, module_name)
+        info = self.add(module, name, source, version, module_name)
         info.load_seconds += time.perf_counter() - start
         return info
 
-    def add_entry_points(self, allow: set[str] | None = None) -> None:
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if allow is not None and ep.name not in allow:
+    def add_entry_points(self, selection: PluginSelection | None = None) -> None:
+        selection = selection or PluginSelection()
+        for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            version = ep.dist.version if ep.dist else ""
+            if not selection.wants(ep.name):
+                self.add_disabled(ep.name, "entrypoint", version, ep.value)
                 continue
             start = time.perf_counter()
-            version = ep.dist.version if ep.dist else ""
             try:
                 obj = ep.load()
-            except Exception as exc:
-                self.plugins[ep.name] = PluginInfo(ep.name, "entrypoint", version, errors=[f"import failed: {_describe(exc)}"])
+            except (Exception, SystemExit) as exc:
+                self.add_failed(ep.name, "entrypoint", exc, version, ep.value)
                 continue
-            info = self.add(obj, ep.name, "entrypoint", version)
+            if isinstance(obj, type):  # a class with @hookimpl methods: use an instance
+                try:
+                    obj = obj()
+                except Exception as exc:
+                    self.add_failed(ep.name, "entrypoint", exc, version, ep.value)
+                    continue
+            info = self.add(obj, ep.name, "entrypoint", version, ep.value)
             info.load_seconds += time.perf_counter() - start
 
-    def add_plugins_dir(self, folder: Path, allow: set[str] | None = None) -> None:
+    def add_plugins_dir(self, folder: Path, selection: PluginSelection | None = None) -> None:
         """Loose ``*.py`` modules and packages in a folder; ComfyUI custom nodes are adapted."""
+        selection = selection or PluginSelection()
         if not folder.is_dir():
             return
         for path in sorted(folder.iterdir()):
@@ -112,43 +186,37 @@ class PluginHost:
                 continue
             if path.is_dir() and (path / "__init__.py").is_file():
                 entry = path / "__init__.py"
-            elif path.suffix == ".py":
+            elif path.is_file() and path.suffix == ".py":
                 entry = path
             else:
                 continue
             name = path.stem if path.is_file() else path.name
-            if allow is not None and name not in allow:
+            if not selection.wants(name):
+                self.add_disabled(name, "plugins-dir", location=str(path))
                 continue
             start = time.perf_counter()
             try:
                 module = _import_path(name, entry)
-            except Exception as exc:
-                self.plugins[name] = PluginInfo(name, "plugins-dir", errors=[f"import failed: {_describe(exc)}"])
-                log.warning("plugin %s failed to import: %s", name, exc)
+            except (Exception, SystemExit) as exc:
+                self.add_failed(name, "plugins-dir", exc, location=str(path))
                 continue
             plugin: object = module
             if hasattr(module, "NODE_CLASS_MAPPINGS") and not _has_hookimpls(module):
                 from latentgraph.plugins.comfy_adapter import ComfyNodePack
 
                 plugin = ComfyNodePack(module)
-            info = self.add(plugin, name, "plugins-dir", str(getattr(module, "__version__", "")))
+            info = self.add(plugin, name, "plugins-dir", str(getattr(module, "__version__", "")), str(path))
             info.load_seconds += time.perf_counter() - start
 
     # -- building the registry -------------------------------------------------------------
     def build(self) -> NodeRegistry:
         """Collect every plugin's contributions, one implementation at a time."""
-        for spec_list in self._collect("register_types"):
-            plugin, values = spec_list
-            for t in values:
-                self._guard(plugin, "register_types", lambda t=t: self.registry.register_type(t))
+        for plugin, values in self._collect("register_types"):
+            for type_spec in values:
+                self._guard(plugin, "register_types", lambda t=type_spec: self._register_type(t))
         for plugin, values in self._collect("register_nodes"):
             for node_cls in values:
-                def reg(node_cls=node_cls, plugin=plugin):
-                    self.registry.register(node_cls, plugin)
-                    if node_cls.__dict__.get("plugin_name") is None:
-                        node_cls.plugin_name = plugin
-                    self.plugins[plugin].nodes.append(node_cls.spec.name)
-                self._guard(plugin, "register_nodes", reg)
+                self._guard(plugin, "register_nodes", lambda n=node_cls, p=plugin: self._register_node(n, p))
         for hook, table in (
             ("register_samplers", self.registry.samplers),
             ("register_schedulers", self.registry.schedulers),
@@ -157,34 +225,70 @@ class PluginHost:
             for plugin, values in self._collect(hook):
                 for item in values:
                     name = getattr(item, "name", None)
-                    if not name:
-                        self.plugins[plugin].errors.append(f"{hook}: {item!r} has no name")
+                    if not name or not isinstance(name, str):
+                        self.plugins[plugin].error(f"{hook}: {item!r} has no name")
                     elif name in table:
-                        self.plugins[plugin].errors.append(f"{hook}: '{name}' is already registered")
+                        self.plugins[plugin].error(f"{hook}: '{name}' is already registered")
                     else:
                         table[name] = item
-        for _plugin, values in self._collect("register_model_roots"):
-            self.model_roots.extend(Path(v) for v in values)
+        for plugin, values in self._collect("register_model_roots"):
+            for value in values:
+                try:
+                    self.model_roots.append(Path(value))
+                except TypeError:
+                    self.plugins[plugin].error(f"register_model_roots: {value!r} is not a path")
         return self.registry
 
+    def _impls(self, hook_name: str) -> list[Any]:
+        """A hook's implementations in plugin load order (built-ins first), whatever
+        ``tryfirst``/``trylast`` say: an earlier plugin's registrations always win."""
+        order = {name: i for i, name in enumerate(self.plugins)}
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        return sorted(impls, key=lambda impl: order.get(impl.plugin_name, len(order)))
+
+    def _register_type(self, type_spec: Any) -> None:
+        from latentgraph.registry import TypeSpec
+
+        if not isinstance(type_spec, TypeSpec):
+            raise RegistrationError(f"{type_spec!r} is not a latentgraph.TypeSpec")
+        known = self.registry.types.get(type_spec.name)
+        if known is not None and not type_spec.accepts:
+            return  # "this type exists": nothing to add (ComfyUI packs share custom types)
+        self.registry.register_type(type_spec)
+
+    def _register_node(self, node_cls: Any, plugin: str) -> None:
+        if isinstance(node_cls, Exception):  # a plugin reporting a node it could not declare
+            raise RegistrationError(str(node_cls))
+        self.registry.register(node_cls, plugin)
+        if node_cls.__dict__.get("plugin_name") is None:
+            node_cls.plugin_name = plugin
+        self.plugins[plugin].nodes.append(node_cls.spec.name)
+
     def _collect(self, hook_name: str) -> Iterable[tuple[str, list[Any]]]:
-        caller = getattr(self.pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):
+        """Each implementation's result, in load order; a raising implementation is reported.
+
+        Time spent in registration hooks (often where node modules get imported) counts as the
+        plugin's load time.
+        """
+        for impl in self._impls(hook_name):
             name = impl.plugin_name
+            start = time.perf_counter()
             try:
                 result = impl.function()
                 values = list(result) if result is not None else []
             except Exception as exc:
-                self.plugins[name].errors.append(f"{hook_name} raised {_describe(exc)}")
+                self.plugins[name].error(f"{hook_name} raised {_describe(exc)}")
                 log.warning("plugin %s: %s raised %s", name, hook_name, exc)
                 continue
+            finally:
+                self.plugins[name].load_seconds += time.perf_counter() - start
             yield name, values
 
-    def _guard(self, plugin: str, hook: str, action) -> None:
+    def _guard(self, plugin: str, hook: str, action: Callable[[], None]) -> None:
         try:
             action()
         except RegistrationError as exc:
-            self.plugins[plugin].errors.append(f"{hook}: {exc}")
+            self.plugins[plugin].error(f"{hook}: {exc}")
             log.warning("plugin %s: %s", plugin, exc)
 
     # -- hooks used at run time -------------------------------------------------------------
@@ -192,14 +296,19 @@ class PluginHost:
         return LifecycleHooks(self)
 
     def call_safely(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """Call every implementation of a hook; one raising is reported, the others still run."""
         results = []
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+        for impl in self._impls(hook_name):
             try:
                 results.append(impl.function(**{k: kwargs[k] for k in impl.argnames}))
             except Exception as exc:
-                self.plugins[impl.plugin_name].errors.append(f"{hook_name} raised {_describe(exc)}")
+                self.plugins[impl.plugin_name].error(f"{hook_name} raised {_describe(exc)}")
                 log.warning("plugin %s: %s raised %s", impl.plugin_name, hook_name, exc)
         return results
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every plugin as a dict (``latentgraph plugins --json`` and ``GET /plugins``)."""
+        return [info.to_dict() for info in self.plugins.values()]
 
 
 class LifecycleHooks:
@@ -232,22 +341,34 @@ def load_plugins(
     allow: Iterable[str] | None = None,
     extra: Iterable[tuple[str, object]] = (),
 ) -> PluginHost:
-    """Assemble a plugin host. ``allow`` limits third-party plugins to those names."""
+    """Assemble a plugin host.
+
+    ``allow`` selects third-party plugins by name (see :class:`PluginSelection`: ``"-name"``
+    disables one); ``extra`` are ``(name, plugin_object)`` pairs registered as given (tests).
+    """
     host = PluginHost()
-    allowed = set(allow) if allow is not None else None
+    selection = PluginSelection.parse(allow)
     if builtins:
         from latentgraph import __version__
 
         for module_name in BUILTIN_PLUGINS:
-            host.add_module(module_name, "builtin", __version__, name="latentgraph")
+            host.add_module(module_name, "builtin", __version__, name=BUILTIN_NAME)
     if entry_points:
-        host.add_entry_points(allowed)
+        host.add_entry_points(selection)
     if plugins_dir is not None:
-        host.add_plugins_dir(Path(plugins_dir), allowed)
+        host.add_plugins_dir(Path(plugins_dir), selection)
     for name, obj in extra:
-        host.add(obj, name, "object")
+        host.add(obj, name, "object", location=repr(obj))
     host.build()
     return host
+
+
+def plugin_selection_from_env(environ: dict[str, str] | None = None) -> list[str] | None:
+    """``LATENTGRAPH_PLUGINS`` as a list for ``allow`` (None when unset: everything loads)."""
+    import os
+
+    value = (os.environ if environ is None else environ).get("LATENTGRAPH_PLUGINS")
+    return None if value is None else [p.strip() for p in value.split(",") if p.strip()]
 
 
 def _has_hookimpls(module: ModuleType) -> bool:
@@ -275,3 +396,14 @@ def _describe(exc: BaseException) -> str:
     tb = traceback.extract_tb(exc.__traceback__)
     where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _describe_import_error(exc: BaseException) -> str:
+    text = _describe(exc)
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if missing:
+        from latentgraph.plugins.comfy_adapter import COMFY_INTERNAL_MODULES
+
+        if missing.split(".")[0] in COMFY_INTERNAL_MODULES:
+            text += " — ComfyUI's own modules are not available in latentgraph; only self-contained custom nodes load"
+    return text
