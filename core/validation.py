@@ -338,7 +338,12 @@ def _coerce(value: Any, inp: InputSpec, spec: NodeSpec, choices: _ChoiceCache) -
         except Exception as exc:
             return None, ("exception_during_validation", f"Could not list choices for '{inp.name}': {exc}")
         if value not in allowed and inp.strict_choices:
-            shown = ", ".join(allowed[:20]) + (" …" if len(allowed) > 20 else "")
+            shown = ", ".join(allowed[:20]) + (f" … ({len(allowed)} in all)" if len(allowed) > 20 else "")
+            if callable(inp.choices):  # listed from disk (model files, input images): say what is here
+                return None, (
+                    "value_not_in_list",
+                    f"Input '{inp.name}': '{value}' is not available here; available: {shown or 'none found'}",
+                )
             return None, (
                 "value_not_in_list",
                 f"Input '{inp.name}': '{value}' is not among the choices [{shown or 'none available'}]",
