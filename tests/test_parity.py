@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tiny_sd import TOKENIZER_DIR, make_ctx, tiny_sd
+from tiny_sd import TOKENIZER_DIR, make_ctx, single_thread, tiny_sd  # noqa: F401 (autouse fixture)
 
 from latentgraph.nodes.latents import EmptyLatent
 from latentgraph.nodes.sampler_nodes import KSampler
