@@ -131,7 +131,7 @@ def tiny_config(arch: str = "sd1") -> ArchConfig:
     )
 
 
-def _diffusers_state_dicts(cfg: ArchConfig) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
+def diffusers_state_dicts(cfg: ArchConfig) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
     import transformers
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -163,7 +163,7 @@ def make_tiny_state_dict(arch: str = "sd1", seed: int = 0) -> tuple[dict[str, to
     cfg = tiny_config(arch)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet, vae, encoders = _diffusers_state_dicts(cfg)
+        unet, vae, encoders = diffusers_state_dicts(cfg)
     return original_state_dict(cfg, unet, vae, encoders), cfg
 
 
