@@ -241,3 +241,34 @@ def test_model_hint_only_for_model_inputs(registry, model_dir):
     fine["5"]["inputs"]["width"] = "wide"
     _graph, report = engine.check(fine)
     assert report and model_hint(report, fine, registry) is None
+
+
+# -- the server ------------------------------------------------------------------------------------
+
+
+def test_server_converts_editor_workflows(lg_settings):
+    from server_kit import run, serving
+
+    bad = json.loads(json.dumps(EDITOR))
+    bad["nodes"][1]["widgets_values"] = ["bilinear"]
+    lg_settings.input_dir.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), "blue").save(lg_settings.input_dir / "in.png")
+
+    async def go():
+        async with serving(lg_settings) as client:
+            status, body = await client.post("/workflow/convert", EDITOR)
+            assert status == 200 and body == {"prompt": API}
+            status, body = await client.post("/api/workflow/convert", {"workflow": EDITOR})
+            assert status == 200 and body["prompt"] == API
+            status, body = await client.post("/workflow/convert", bad)
+            assert status == 400
+            assert body["error"]["type"] == "workflow_conversion_failed"
+            assert body["node_errors"]["2"]["errors"][0]["type"] == "widget_count_mismatch"
+            assert body["node_errors"]["2"]["title"] == "Upscale Image"
+            status, body = await client.post("/workflow/convert", {"hello": 1})
+            assert status == 400 and body["error"]["type"] == "invalid_editor_workflow"
+            status, body = await client.post("/workflow/convert", EDITOR)
+            status, body = await client.post("/prompt", {"prompt": body["prompt"]})  # /prompt takes the API form
+            assert status == 200 and body["node_errors"] == {} and body["prompt_id"]
+
+    run(go())

@@ -1,0 +1,45 @@
+"""``POST /workflow/convert``: editor-format JSON in, API-format ``{prompt}`` out.
+
+``POST /prompt`` keeps taking the API format, as ComfyUI's does; a client holding an editor file
+(or a tool without the browser's converter) asks for the API form here first.
+"""
+
+from __future__ import annotations
+
+import random
+
+from aiohttp import web
+
+from latentgraph.editor_format import convert_editor_workflow, is_api_workflow, is_editor_workflow
+from latentgraph.engine import Engine
+from latentgraph.server.app import add_route, json_error, read_json
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+def add_routes(app: web.Application, engine: Engine) -> None:
+    """Body: the editor JSON (or ``{"workflow": editor JSON}``). Query ``apply_seed_control=1``
+    applies each seed's increment/decrement/randomize mode first. Answers ``{"prompt": …}``
+    (plus ``workflow`` when values were applied), or 400 ``{error, node_errors}``."""
+
+    async def convert(request: web.Request) -> web.Response:
+        body = await read_json(request)
+        workflow = body.get("workflow") if isinstance(body, dict) and not is_editor_workflow(body) else body
+        if is_api_workflow(workflow):
+            return web.json_response({"prompt": workflow})
+        if not is_editor_workflow(workflow):
+            return json_error(
+                400,
+                "invalid_editor_workflow",
+                "expected an editor-format workflow: an object with 'nodes' and 'links'",
+            )
+        apply = request.query.get("apply_seed_control", "").lower() in _TRUE
+        result = convert_editor_workflow(workflow, engine.registry, apply_controls=apply, rng=random.Random() if apply else None)
+        if result.report:
+            return web.json_response(result.report.to_dict(), status=400)
+        answer = {"prompt": result.prompt}
+        if apply:
+            answer["workflow"] = result.workflow
+        return web.json_response(answer)
+
+    add_route(app, "POST", "/workflow/convert", convert)
