@@ -74,7 +74,9 @@ class WorkflowBuilder:
         return NodeRef(node_id)
 
     def set(self, node: NodeRef | str, **inputs: Any) -> None:
-        self.nodes[node.id if isinstance(node, NodeRef) else node]["inputs"].update(inputs)
+        """Change inputs of a node given by reference, id or title."""
+        node_id = node.id if isinstance(node, NodeRef) else self.node(node).id
+        self.nodes[node_id]["inputs"].update(inputs)
 
     def to_api(self) -> dict[str, Any]:
         return copy.deepcopy(self.nodes)
@@ -99,6 +101,41 @@ class WorkflowBuilder:
     @classmethod
     def load(cls, path: str | Path) -> WorkflowBuilder:
         return cls.from_api(load_workflow(path))
+
+
+def txt2img(
+    checkpoint: str,
+    *,
+    prompt: str = "a photo of a cat",
+    negative: str = "",
+    seed: int = 0,
+    steps: int = 2,
+    cfg: float = 7.0,
+    sampler_name: str = "euler",
+    scheduler: str = "normal",
+    width: int = 64,
+    height: int = 64,
+    batch_size: int = 1,
+    filename_prefix: str = "txt2img",
+) -> WorkflowBuilder:
+    """The standard text-to-image graph (ComfyUI's default), nodes titled ``checkpoint``,
+    ``positive``, ``negative``, ``latent``, ``sampler``, ``decode``, ``save``.
+
+    With the ``tiny_checkpoint`` fixture (``txt2img(tiny_checkpoint.name)``) it runs in seconds on
+    a CPU; extend it with ``wf.add(...)`` and ``wf.node("sampler")``.
+    """
+    wf = WorkflowBuilder()
+    ckpt = wf.add("CheckpointLoaderSimple", title="checkpoint", ckpt_name=checkpoint)
+    pos = wf.add("CLIPTextEncode", title="positive", text=prompt, clip=ckpt[1])
+    neg = wf.add("CLIPTextEncode", title="negative", text=negative, clip=ckpt[1])
+    latent = wf.add("EmptyLatentImage", title="latent", width=width, height=height, batch_size=batch_size)
+    sampled = wf.add(
+        "KSampler", title="sampler", model=ckpt[0], seed=seed, steps=steps, cfg=cfg, sampler_name=sampler_name,
+        scheduler=scheduler, positive=pos[0], negative=neg[0], latent_image=latent[0], denoise=1.0,
+    )
+    image = wf.add("VAEDecode", title="decode", samples=sampled[0], vae=ckpt[2])
+    wf.add("SaveImage", title="save", images=image[0], filename_prefix=filename_prefix)
+    return wf
 
 
 def load_workflow(path: str | Path) -> dict[str, Any]:
