@@ -1,4 +1,7 @@
-"""``latentgraph convert IN [-o OUT]``: editor JSON (or a PNG with a workflow) → API-format JSON."""
+"""``latentgraph convert IN [-o OUT]``: editor JSON (or a PNG with a workflow) → API-format JSON.
+
+``--to editor`` goes the other way, so a headless workflow can be opened in ComfyUI's editor.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: argparse.Argumen
     )
     cmd.add_argument("workflow", help="editor JSON, API JSON, or a PNG written by SaveImage or ComfyUI")
     cmd.add_argument("-o", "--output", help="file to write (default: standard output)")
+    cmd.add_argument("--to", choices=["api", "editor"], default="api", help="the format to write (default: api)")
     cmd.add_argument(
         "--apply-seed-control",
         action="store_true",
@@ -42,11 +46,20 @@ def cmd_convert(args: argparse.Namespace) -> int:
         print(f"{args.workflow}: cannot convert", file=sys.stderr)
         print(loaded.report.format(), file=sys.stderr)
         return EXIT_INVALID
-    text = json.dumps(loaded.prompt, indent=2) + "\n"
+    result = loaded.prompt
+    if args.to == "editor":
+        from latentgraph.editor_format import api_to_editor
+
+        result, report = api_to_editor(loaded.prompt if isinstance(loaded.prompt, dict) else {}, engine.registry)
+        if report:
+            print(f"{args.workflow}: cannot write it in the editor format", file=sys.stderr)
+            print(report.format(), file=sys.stderr)
+            return EXIT_INVALID
+    text = json.dumps(result, indent=2) + "\n"
     if args.output and args.output != "-":
         Path(args.output).write_text(text, encoding="utf-8")
         count = len(loaded.prompt) if isinstance(loaded.prompt, dict) else 0
-        print(f"{args.workflow} ({loaded.kind}) → {args.output}: {count} node(s)", file=sys.stderr)
+        print(f"{args.workflow} ({loaded.kind}) → {args.output} ({args.to}): {count} node(s)", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return EXIT_OK

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from graph_nodes import GraphTestPlugin
 from latentgraph import In, Node, NodeSpec, Out, hookimpl
-from latentgraph.editor_format import convert_editor_workflow, detect_format
+from latentgraph.editor_format import api_to_editor, convert_editor_workflow, detect_format
 from latentgraph.engine import Engine
 from latentgraph.plugins import load_plugins
 
@@ -763,3 +763,27 @@ def test_random_editor_twins_convert_to_their_api_graph(registry, case):
     result = convert(registry, copy.deepcopy(editor))
     assert result.ok, result.report.format()
     assert result.prompt == api, json.dumps(editor)[:2000]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(api_graph_and_editor_twin())
+def test_api_to_editor_and_back(registry, case):
+    api, _editor = case
+    editor, report = api_to_editor(api, registry)
+    assert not report, report.format()
+    assert convert(registry, editor).prompt == api
+
+
+def test_api_to_editor_renumbers_and_reports(registry):
+    api = {
+        "a": {"class_type": "Blob", "inputs": {"kib": 1, "tag": 2}},
+        "2": {"class_type": "Size", "inputs": {"latent": ["a", 0]}},
+        "3": {"class_type": "Show", "inputs": {"value": ["2", 0]}},
+    }
+    editor, report = api_to_editor(api, registry)
+    assert not report
+    back = convert(registry, editor).prompt
+    (blob_id,) = [k for k, v in back.items() if v["class_type"] == "Blob"]
+    assert blob_id not in ("a", "2", "3") and back["2"]["inputs"] == {"latent": [blob_id, 0]}
+    _, report = api_to_editor({"1": {"class_type": "Nope", "inputs": {}}}, registry)
+    assert report.node_errors["1"].errors[0].type == "missing_node_type"

@@ -177,6 +177,12 @@ def test_validate_and_convert_commands(data_dir, capsys):
     capsys.readouterr()
     assert run_cli(data_dir, "convert", str(editor)) == 0
     assert json.loads(capsys.readouterr().out) == API
+    api_file = write_json(data_dir / "api.json", API)
+    back = data_dir / "editor-out.json"
+    assert run_cli(data_dir, "convert", str(api_file), "--to", "editor", "-o", str(back)) == 0
+    assert json.loads(back.read_text())["nodes"][0]["widgets_values"] == ["in.png"]
+    assert run_cli(data_dir, "convert", str(back), "-o", str(out)) == 0
+    assert json.loads(out.read_text()) == API
     bad = json.loads(json.dumps(EDITOR))
     bad["nodes"][2]["widgets_values"] = ["lg", "extra", "values"]
     assert run_cli(data_dir, "convert", str(write_json(data_dir / "bad.json", bad))) == 1
