@@ -75,6 +75,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allowed_hosts=frozenset(h.lower() for h in args.allow_host) if loopback else None,
     )
     app = create_app(engine, store, config)
+    # Hand the GIL over more often than every 5 ms, so the event loop answers promptly while the
+    # worker thread runs Python-heavy nodes (torch kernels release the GIL anyway).
+    sys.setswitchinterval(0.001)
     try:
         asyncio.run(_serve(app, args.host, args.port))
     finally:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from latentgraph.engine import Engine
+from latentgraph.server.accept import Acceptor
 from latentgraph.server.hub import Hub
 from latentgraph.server.worker import Worker
 from latentgraph.store import Store
@@ -46,6 +47,7 @@ class ServerState:
     store: Store
     config: ServerConfig
     hub: Hub
+    acceptor: Acceptor
     worker: Worker | None = None
 
 
@@ -170,7 +172,8 @@ def create_app(engine: Engine, store: Store, config: ServerConfig | None = None)
         middlewares=[errors_middleware, origin_middleware, auth_middleware],
         client_max_size=config.max_body_bytes,
     )
-    state = ServerState(engine, store, config, Hub(store.queue_remaining, replay_limit=config.replay_limit))
+    hub = Hub(store.queue_remaining, replay_limit=config.replay_limit)
+    state = ServerState(engine, store, config, hub, Acceptor(store))
     app[STATE] = state
     for module in (routes_prompt, routes_files, routes_info, routes_ws):
         module.setup(app)

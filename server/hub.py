@@ -58,8 +58,17 @@ class PromptLog:
 
 
 class Hub:
-    def __init__(self, queue_remaining: Callable[[], int], *, replay_limit: int = 1000, max_backlog: int = 10_000) -> None:
+    def __init__(
+        self,
+        queue_remaining: Callable[[], int],
+        *,
+        replay_limit: int = 1000,
+        max_backlog: int = 10_000,
+        status_interval: float = 0.05,
+    ) -> None:
         self.queue_remaining = queue_remaining
+        self.status_interval = status_interval
+        self._last_status = float("-inf")
         self.replay_limit = replay_limit
         self.max_backlog = max_backlog
         self._clients: dict[str, set[Connection]] = {}
@@ -131,13 +140,21 @@ class Hub:
         return encode("status", data)
 
     def status_changed(self) -> None:
-        """Queue length changed: tell everyone, once per loop iteration however many changes."""
-        if not self._status_scheduled:
-            self._status_scheduled = True
-            asyncio.get_running_loop().call_soon(self._send_status)
+        """Queue length changed: tell everyone — at most every ``status_interval`` seconds, so a
+        burst of submissions costs one message per client, and always with the latest count."""
+        if self._status_scheduled:
+            return
+        self._status_scheduled = True
+        loop = asyncio.get_running_loop()
+        wait = self._last_status + self.status_interval - loop.time()
+        if wait > 0:
+            loop.call_later(wait, self._send_status)
+        else:
+            loop.call_soon(self._send_status)
 
     def _send_status(self) -> None:
         self._status_scheduled = False
+        self._last_status = asyncio.get_running_loop().time()
         if self._clients:
             self._send(None, self.status_message())
 

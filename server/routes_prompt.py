@@ -35,8 +35,8 @@ def _optional_str(body: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def _accept(state: ServerState, body: dict[str, Any]) -> dict[str, Any] | tuple[int, dict[str, Any]]:
-    """Validate and persist one prompt (runs in a thread: validation may list files)."""
+def _check(state: ServerState, body: dict[str, Any]) -> QueueItem | tuple[int, dict[str, Any]]:
+    """Validate one prompt into a queue item (runs in a thread: validation may list files)."""
     prompt = body.get("prompt")
     if not isinstance(prompt, dict) or not prompt:
         raise JsonError(400, "no_prompt", "No prompt provided", "'prompt' must be an API-format workflow object")
@@ -70,12 +70,7 @@ def _accept(state: ServerState, body: dict[str, Any]) -> dict[str, Any] | tuple[
         outputs_to_execute=list(graph.outputs),
         client_id=client_id,
     )
-    try:
-        state.store.enqueue(item)  # durable before we answer
-    except DuplicatePromptId:
-        raise JsonError(400, "duplicate_prompt_id", f"prompt_id '{prompt_id}' is already queued or in history") from None
-    wire_number = int(number) if float(number).is_integer() else number
-    return {"prompt_id": prompt_id, "number": wire_number, "node_errors": {}}
+    return item
 
 
 async def post_prompt(request: web.Request) -> web.Response:
@@ -83,14 +78,19 @@ async def post_prompt(request: web.Request) -> web.Response:
     body = await read_json(request, default={})
     if not isinstance(body, dict):
         raise JsonError(400, "invalid_prompt", "the body must be a JSON object")
-    answer = await asyncio.to_thread(_accept, state, body)
-    if isinstance(answer, tuple):
-        status, payload = answer
+    item = await asyncio.to_thread(_check, state, body)
+    if isinstance(item, tuple):
+        status, payload = item
         return web.json_response(payload, status=status)
+    try:
+        await state.acceptor.add(item)  # durable before we answer
+    except DuplicatePromptId:
+        raise JsonError(400, "duplicate_prompt_id", f"prompt_id '{item.prompt_id}' is already queued or in history") from None
     if state.worker is not None:
         state.worker.notify()
     state.hub.status_changed()
-    return web.json_response(answer)
+    number = int(item.number) if float(item.number).is_integer() else item.number
+    return web.json_response({"prompt_id": item.prompt_id, "number": number, "node_errors": {}})
 
 
 async def get_prompt(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,6 +207,9 @@ class Worker:
         self._lock = threading.Lock()
         self._running: Running | None = None
         self._thread = threading.Thread(target=self._main, name="latentgraph-worker", daemon=True)
+        self._outbox: deque[tuple[Callable[..., Any], tuple, dict]] = deque()
+        self._outbox_lock = threading.Lock()
+        self._drain_scheduled = False
         self.completed = 0
 
     # -- control (any thread) -----------------------------------------------------------------
@@ -335,7 +339,25 @@ class Worker:
         self._post(self.hub.publish_binary, client_id, frame)
 
     def _post(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run ``fn`` on the loop, in posting order. Calls posted while the loop has not yet
+        drained earlier ones ride along with them: one wake-up for a burst of messages."""
+        with self._outbox_lock:
+            self._outbox.append((fn, args, kwargs))
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
         try:
-            self.loop.call_soon_threadsafe(lambda: fn(*args, **kwargs))
+            self.loop.call_soon_threadsafe(self._drain)
         except RuntimeError:  # the loop is closed: the server is gone
             pass
+
+    def _drain(self) -> None:
+        with self._outbox_lock:
+            calls = list(self._outbox)
+            self._outbox.clear()
+            self._drain_scheduled = False
+        for fn, args, kwargs in calls:
+            try:
+                fn(*args, **kwargs)
+            except Exception:
+                log.exception("delivering a message failed")
