@@ -1,0 +1,212 @@
+"""How much does latentgraph add on top of diffusers for the same text-to-image run?
+
+The same txt2img (tiny random SD1 checkpoint, 20 steps, euler, cfg 7, batch 1) four ways, in one
+process, interleaved, ``--repeats`` runs each:
+
+* ``engine``   — an API-format JSON workflow through ``latentgraph.engine.Engine`` (checkpoint and
+  prompts served from its cache after a warm-up, as in a real session; KSampler, VAEDecode and
+  PreviewImage run every time because the seed changes);
+* ``nodes``    — KSampler + VAEDecode called directly (no engine);
+* ``pipeline`` — diffusers' ``StableDiffusionPipeline`` on the very same UNet/VAE with the same
+  prompt embeddings, ``output_type="pil"``;
+* ``loop``     — a minimal hand-written diffusers loop (scheduler, batched CFG, VAE decode).
+
+On a shared CPU the run-to-run noise (±15 %) is larger than the effect, so each run is split
+into *model time* (inside ``UNet2DConditionModel.forward`` and ``AutoencoderKL.decode``, the same
+work for every runner) and *framework time* (everything else: scheduler, guidance, engine,
+image output). The overhead figure is the extra framework time per run relative to the
+pipeline, over the pipeline's median run time. The tiny model makes every step cheap, so this
+is a worst case: with a real model the UNet dominates. Prints a table and one JSON line.
+Target: engine ≤ 5 %.
+
+    python bench/overhead.py [--steps 20] [--repeats 9] [--size 64] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+PROMPT, NEGATIVE = "a photo of a cat", "blurry"
+
+
+def workflow(ckpt: str, steps: int, size: int, seed: int) -> dict:
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": PROMPT, "clip": ["1", 1]}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": NEGATIVE, "clip": ["1", 1]}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": 1}},
+        "5": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["1", 0], "seed": seed, "steps": steps, "cfg": 7.0, "sampler_name": "euler",
+                "scheduler": "normal", "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0],
+                "denoise": 1.0,
+            },
+        },
+        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
+        "7": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}},
+    }
+
+
+@contextmanager
+def model_timer(spent: list[float]):
+    """Adds the wall time of every top-level UNet forward and VAE decode to ``spent[0]``."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    originals = {(UNet2DConditionModel, "forward"): UNet2DConditionModel.forward,
+                 (AutoencoderKL, "decode"): AutoencoderKL.decode}
+
+    def timed(fn):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - start
+
+        return wrapper
+
+    for (cls, name), fn in originals.items():
+        setattr(cls, name, timed(fn))
+    try:
+        yield
+    finally:
+        for (cls, name), fn in originals.items():
+            setattr(cls, name, fn)
+
+
+def hand_loop(model, vae, pos, neg, steps: int, size: int, seed: int):
+    """What a diffusers user writes by hand: no pipeline, no checks."""
+    from diffusers import EulerDiscreteScheduler
+
+    scheduler = EulerDiscreteScheduler.from_config(model.scheduler_config)
+    scheduler.set_timesteps(steps)
+    generator = torch.Generator().manual_seed(seed)
+    f = 2 ** (len(vae.vae.config.block_out_channels) - 1)
+    latents = torch.randn(1, 4, size // f, size // f, generator=generator) * scheduler.init_noise_sigma
+    embeddings = torch.cat([neg, pos])
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            x = scheduler.scale_model_input(torch.cat([latents] * 2), t)
+            uncond, cond = model.unet(x, t, encoder_hidden_states=embeddings, return_dict=False)[0].chunk(2)
+            latents = scheduler.step(uncond + 7.0 * (cond - uncond), t, latents, generator=generator).prev_sample
+        image = vae.vae.decode(latents / vae.scaling_factor).sample
+    return ((image + 1) / 2).clamp(0, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 = stable timings on shared CPUs)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    from latentgraph import ExecutionContext, InterruptFlag, Settings
+    from latentgraph.engine import Engine
+    from latentgraph.nodes.conditioning import CLIPEncode
+    from latentgraph.nodes.latents import EmptyLatent, VAEDecode
+    from latentgraph.nodes.loaders import LoadCheckpoint
+    from latentgraph.nodes.sampler_nodes import KSampler
+    from latentgraph.nodes.tiny_models import make_tiny_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings.from_env(Path(tmp), environ={}, device="cpu")
+        ckpt = settings.model_dirs("checkpoints")[0] / "tiny-sd1.safetensors"
+        make_tiny_checkpoint(ckpt, arch="sd1", seed=0)
+        engine = Engine.create(settings, entry_points=False)
+        ctx = ExecutionContext(prompt_id="bench", node_id="n", class_type="bench", settings=engine.settings,
+                               registry=engine.registry, sink=lambda event: None, interrupt=InterruptFlag(), extra={})
+        model, clip, vae = LoadCheckpoint().execute(ctx, ckpt.name)
+        pos = CLIPEncode().execute(ctx, clip, PROMPT)[0]
+        neg = CLIPEncode().execute(ctx, clip, NEGATIVE)[0]
+        pipe = StableDiffusionPipeline(
+            vae=vae.vae, text_encoder=clip.encoders[0], tokenizer=clip.tokenizers[0], unet=model.unet,
+            scheduler=EulerDiscreteScheduler.from_config(model.scheduler_config), safety_checker=None,
+            feature_extractor=None, requires_safety_checker=False,
+        )
+        pipe.set_progress_bar_config(disable=True)
+        empty = EmptyLatent().execute(ctx, args.size, args.size, 1)[0]
+
+        def run_engine(seed):
+            result = engine.run(workflow(ckpt.name, args.steps, args.size, seed))
+            assert result.ok, result.failure
+
+        def run_nodes(seed):
+            latent = KSampler().execute(ctx, model, seed, args.steps, 7.0, "euler", "normal", pos, neg, empty, 1.0)[0]
+            return latent, VAEDecode().execute(ctx, latent, vae)[0]
+
+        def run_pipeline(seed, output_type="pil"):
+            return pipe(
+                prompt_embeds=pos[0][0], negative_prompt_embeds=neg[0][0], height=args.size, width=args.size,
+                num_inference_steps=args.steps, guidance_scale=7.0, generator=torch.Generator().manual_seed(seed),
+                output_type=output_type,
+            ).images
+
+        def run_loop(seed):
+            return hand_loop(model, vae, pos[0][0], neg[0][0], args.steps, args.size, seed)
+
+        # Same result check: our latents against the pipeline's for one seed.
+        ours = run_nodes(7)[0]["samples"]
+        theirs = run_pipeline(7, output_type="latent")
+        max_diff = (ours - theirs).abs().max().item()
+
+        runners = {"engine": run_engine, "nodes": run_nodes, "pipeline": run_pipeline, "loop": run_loop}
+        total: dict[str, list[float]] = {name: [] for name in runners}
+        framework: dict[str, list[float]] = {name: [] for name in runners}
+        for name, run in runners.items():  # warm-up (engine: loads and caches the checkpoint)
+            run(0)
+        spent = [0.0]
+        with model_timer(spent):
+            for i in range(args.repeats):
+                for name, run in runners.items():
+                    spent[0] = 0.0
+                    start = time.perf_counter()
+                    run(100 + i)
+                    elapsed = time.perf_counter() - start
+                    total[name].append(elapsed)
+                    framework[name].append(elapsed - spent[0])
+
+    med = {name: statistics.median(v) for name, v in total.items()}
+    fw = {name: statistics.median(v) for name, v in framework.items()}
+    base = med["pipeline"]
+    overhead = {name: (fw[name] - fw["pipeline"]) / base for name in runners}
+    print(f"txt2img, tiny SD1, {args.steps} steps euler cfg 7, {args.size}x{args.size}, batch 1, "
+          f"{args.threads} thread(s), median of {args.repeats} interleaved runs")
+    print(f"{'runner':<10} {'run s':>8} {'framework ms':>13} {'framework ms/step':>18} {'overhead vs pipeline':>21}")
+    for name in runners:
+        print(f"{name:<10} {med[name]:>8.4f} {fw[name] * 1000:>13.1f} {fw[name] * 1000 / args.steps:>18.2f} "
+              f"{overhead[name]:>+21.2%}")
+    print(f"max |latent difference| nodes vs pipeline: {max_diff:.2e}")
+    record = {
+        "bench": "overhead",
+        "steps": args.steps,
+        "size": args.size,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "median_run_seconds": {k: round(v, 5) for k, v in med.items()},
+        "median_framework_seconds": {k: round(v, 5) for k, v in fw.items()},
+        "engine_overhead": round(overhead["engine"], 4),
+        "nodes_overhead": round(overhead["nodes"], 4),
+        "loop_overhead": round(overhead["loop"], 4),
+        "max_latent_diff": max_diff,
+        "target_met": overhead["engine"] <= 0.05,
+    }
+    print(json.dumps(record))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
