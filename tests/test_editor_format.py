@@ -498,6 +498,17 @@ def test_subgraph_expanded_with_nested_ids(registry):
     assert inputs_of(p, "12") == {"value": ["8:4", 0]}
 
 
+def test_promoted_widgets_without_instance_sockets(registry):
+    """Older saves list only the connection inputs on the instance; widget values still map in order."""
+    wf = subgraph_workflow()
+    for instance in wf["nodes"][1:3]:
+        instance["inputs"] = instance["inputs"][:1]
+    wf["nodes"][2]["widgets_values"] = []  # no value: the inner widget keeps its own
+    p = convert(registry, wf).prompt
+    assert inputs_of(p, "7:4")["b"] == 10
+    assert inputs_of(p, "8:4")["b"] == 0
+
+
 def test_subgraph_input_linked_from_outside_overrides_widget(registry):
     wf = subgraph_workflow()
     ed = Editor()
