@@ -140,3 +140,20 @@ def test_sdxl_txt2img_matches_sdxl_pipeline(sdxl, sampler_name, scheduler):
     ours = ksampler(sd, [(pos, {"pooled_output": pooled})], [(neg, {"pooled_output": neg_pooled})], empty,
                     sampler_name, scheduler, 8)
     assert (ours - expected).abs().max().item() <= TOLERANCE
+
+
+@pytest.mark.parametrize(("sampler_name", "scheduler"), [("euler", "normal"), ("ddim", "normal")])
+def test_v_prediction_txt2img_matches_pipeline(sampler_name, scheduler):
+    from transformers import CLIPTokenizer
+
+    sd = tiny_sd("sd1", seed=0, prediction_type="v_prediction")
+    tokenizer = CLIPTokenizer.from_pretrained(str(TOKENIZER_DIR), local_files_only=True)
+    pipe = sd1_pipeline("StableDiffusionPipeline", sd, tokenizer, diffusers_scheduler(sd.model, sampler_name, scheduler))
+    pos, neg = sd1_conditioning(pipe)
+    expected = pipe(
+        prompt_embeds=pos, negative_prompt_embeds=neg, height=16, width=16, num_inference_steps=6,
+        guidance_scale=CFG, generator=torch.Generator().manual_seed(SEED), output_type="latent",
+    ).images
+    ctx, _ = make_ctx()
+    ours = ksampler(sd, [(pos, {})], [(neg, {})], EmptyLatent().execute(ctx, 16, 16, 1)[0], sampler_name, scheduler, 6)
+    assert (ours - expected).abs().max().item() <= TOLERANCE
