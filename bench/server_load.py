@@ -150,14 +150,14 @@ def check(run: ClientRun) -> tuple[int, int, int]:
     return broken, misrouted, incomplete
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
+def start_server(data_dir: Path, extra_args: list[str]) -> tuple[subprocess.Popen, str]:
     plugins = data_dir / "plugins"
     plugins.mkdir(parents=True, exist_ok=True)
     (plugins / "bench_nodes.py").write_text(PLUGIN)
     env = {**os.environ, "LATENTGRAPH_PLUGINS": "bench_nodes"}
     log = open(data_dir / "serve.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "latentgraph.cli", "serve", "--data-dir", str(data_dir), "--port", "0"],
+        [sys.executable, "-m", "latentgraph.cli", "serve", "--data-dir", str(data_dir), "--port", "0", *extra_args],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         default=150.0,
         help="prompts/s of the second, paced phase (0 skips it); the first phase submits back to back",
     )
+    parser.add_argument("--queue-sync", choices=["full", "normal"], default="full", help="the server's --queue-sync")
     args = parser.parse_args(argv)
 
     proc = None
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="lg-bench-") as tmp:
         base = args.url
         if base is None:
-            proc, base = start_server(Path(tmp))
+            proc, base = start_server(Path(tmp), ["--queue-sync", args.queue_sync])
         try:
             for rate in (0.0, args.rate) if args.rate else (0.0,):
                 results.append(asyncio.run(bench(base.rstrip("/"), args.clients, args.prompts, args.timeout, rate)))
@@ -242,7 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'':<{width}}  " + "  ".join(f"{r['mode']:>14}" for r in results))
     for key in keys[1:]:
         print(f"{key:<{width}}  " + "  ".join(f"{str(r[key]):>14}" for r in results))
-    summary = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2), "phases": results}
+    summary = {
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "queue_sync": args.queue_sync if args.url is None else None,
+        "phases": results,
+    }
     summary.update({f"{r['mode'].split()[0]}_{k}": r[k] for r in results for k in ("submit_p50_ms", "submit_p99_ms", "prompts_per_s")})
     print(json.dumps(summary))
     return 0 if all(r["ok"] for r in results) else 1

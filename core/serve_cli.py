@@ -27,6 +27,13 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser] = ()) -> argpa
     )
     serve.add_argument("--max-upload-mb", type=float, default=64, help="largest accepted upload (default: 64)")
     serve.add_argument("--queue-db", help=f"queue/history database (default: <data dir>/{QUEUE_FILE})")
+    serve.add_argument(
+        "--queue-sync",
+        choices=["full", "normal"],
+        default="full",
+        help="full (default): fsync each accepted prompt, survives power loss; normal: faster,"
+        " survives a crash or kill -9 but not a power cut",
+    )
     serve.add_argument("--history-size", type=int, default=10_000, help="history entries kept (default: 10000)")
     serve.add_argument(
         "--allow-host",
@@ -66,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     engine = make_engine(args)
     db_path = Path(args.queue_db) if args.queue_db else engine.settings.base_dir / QUEUE_FILE
-    store = Store(db_path, max_history=args.history_size)
+    store = Store(db_path, max_history=args.history_size, synchronous=args.queue_sync)
     if store.recovered:
         log.warning("re-queued %d prompt(s) interrupted by the last shutdown: %s", len(store.recovered), ", ".join(store.recovered))
     config = ServerConfig(

@@ -112,12 +112,17 @@ class Store:
 
     Writes go through one connection (serialised by a lock), reads through another, so a
     request reading the queue never waits for the worker's commit. Accepting a prompt is
-    fsynced; the worker's own bookkeeping (claim, finish) is only crash-safe (WAL with
+    fsynced (unless ``synchronous="normal"``); the worker's own bookkeeping (claim, finish) is only crash-safe (WAL with
     ``synchronous=NORMAL`` survives ``kill -9``; after a power loss the last runs may re-run,
     never vanish). The queue length is kept in memory so status messages never touch the disk.
     """
 
-    def __init__(self, path: str | Path, *, max_history: int = 10_000) -> None:
+    def __init__(self, path: str | Path, *, max_history: int = 10_000, synchronous: str = "full") -> None:
+        """``synchronous="normal"`` skips the fsync on accept: still safe against a crash or
+        ``kill -9`` of the server, but a power cut may lose the last accepted prompts."""
+        if synchronous.upper() not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be 'full' or 'normal', got {synchronous!r}")
+        self.synchronous = synchronous.upper()
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_history = max_history
@@ -141,7 +146,7 @@ class Store:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA synchronous={self.synchronous}")
         db.execute("PRAGMA busy_timeout=10000")
         return db
 
@@ -166,7 +171,7 @@ class Store:
                 self._db.execute("COMMIT")
             finally:
                 if not durable:
-                    self._db.execute("PRAGMA synchronous=FULL")
+                    self._db.execute(f"PRAGMA synchronous={self.synchronous}")
 
     @contextlib.contextmanager
     def _reading(self):
