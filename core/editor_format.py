@@ -55,6 +55,9 @@ SUBGRAPH_OUTPUT_NODE = "-20"
 NOTE_TYPES = frozenset({"Note", "MarkdownNote"})
 REROUTE = "Reroute"
 PRIMITIVE = "PrimitiveNode"
+#: ComfyUI's backend primitives (one value widget, output = that value): folded like PrimitiveNode
+#: unless a plugin registers them.
+VALUE_NODES = frozenset({"PrimitiveInt", "PrimitiveFloat", "PrimitiveBoolean", "PrimitiveString", "PrimitiveStringMultiline"})
 GROUP_PREFIXES = ("workflow>", "workflow/")
 #: The editor keeps random seeds within JavaScript's exact integers.
 RANDOM_SEED_LIMIT = 2**50
@@ -436,6 +439,8 @@ class _Converter:
             entry.definition = self._group_as_subgraph(entry, self._group_name(node_type) or "")
         elif (node_cls := self.registry.get(node_type)) is not None:
             entry.kind, entry.spec = "node", node_cls.spec
+        elif node_type in VALUE_NODES:
+            entry.kind = "primitive"
         elif entry.mode != MODE_MUTED:
             detail = "is the plugin that provides it installed and enabled? (`latentgraph plugins`)"
             if not node_type:

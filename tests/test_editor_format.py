@@ -308,6 +308,20 @@ def test_primitive_value_folds_into_every_target(registry):
     assert applied.workflow["nodes"][0]["widgets_values"][0] == seed
 
 
+def test_comfyui_backend_primitives_fold_like_primitive_nodes(registry):
+    ed = Editor()
+    ed.node(5, "PrimitiveInt", widgets=[12, "fixed"], outputs=["INT"])
+    ed.node(6, "PrimitiveString", widgets=["hello"], outputs=["STRING"])
+    ed.node(1, "Add", widgets=[0, 1], inputs=[("a", "INT", True)], outputs=["INT"])
+    ed.node(2, "Text", widgets=["", "plain", False], inputs=[("text", "STRING", True)], outputs=["STRING"])
+    ed.link(5, 0, 1, "a")
+    ed.link(6, 0, 2, "text")
+    result = convert(registry, ed.json())
+    assert result.ok and set(result.prompt) == {"1", "2"}
+    assert inputs_of(result.prompt, "1") == {"a": 12, "b": 1}
+    assert inputs_of(result.prompt, "2")["text"] == "hello"
+
+
 def test_notes_dropped(registry):
     ed = Editor()
     ed.node(1, "Note", widgets=["remember to..."])
