@@ -146,3 +146,32 @@ def test_previews_are_small_rgb_images():
     assert other.shape == (8, 8, 3)
     image = preview_image(latents, "sdxl")
     assert image.mode == "RGB" and max(image.size) >= 96
+
+
+def test_img2img_workflows_through_the_engine(lg_engine, tiny_checkpoint, lg_input_image):
+    """ComfyUI-shaped img2img, and the same with AddNoise in front of the sampler: same pixels."""
+    from latentgraph.testing import WorkflowBuilder, assert_success, output_images
+
+    def build(with_add_noise: bool) -> dict:
+        wf = WorkflowBuilder()
+        ckpt = wf.add("CheckpointLoaderSimple", ckpt_name=tiny_checkpoint.name)
+        pos = wf.add("CLIPTextEncode", text="a cat", clip=ckpt[1])
+        neg = wf.add("CLIPTextEncode", text="", clip=ckpt[1])
+        image = wf.add("LoadImage", image=lg_input_image("in.png", size=(64, 48), color=(200, 30, 30)))
+        latent = wf.add("VAEEncode", pixels=image[0], vae=ckpt[2])
+        latent = wf.add("LatentUpscale", samples=latent[0], upscale_method="bislerp", width=96, height=0, crop="disabled")
+        if with_add_noise:
+            latent = wf.add("AddNoise", model=ckpt[0], samples=latent[0], noise_seed=3, steps=3, sampler_name="euler",
+                            scheduler="karras", denoise=0.5)
+        sampled = wf.add("KSampler", model=ckpt[0], seed=3, steps=3, cfg=5.0, sampler_name="euler", scheduler="karras",
+                         positive=pos[0], negative=neg[0], latent_image=latent[0], denoise=0.5)
+        decoded = wf.add("VAEDecode", samples=sampled[0], vae=ckpt[2])
+        wf.add("SaveImage", images=decoded[0], filename_prefix="img2img")
+        return wf.to_api()
+
+    engine = lg_engine()
+    plain = output_images(assert_success(engine.run(build(False))), engine.settings)
+    noised = output_images(assert_success(engine.run(build(True))), engine.settings)
+    assert plain[0].size == noised[0].size == (96, 72)
+    difference = max(abs(a - b) for a, b in zip(plain[0].convert("RGB").tobytes(), noised[-1].convert("RGB").tobytes()))
+    assert difference <= 1

@@ -228,3 +228,22 @@ def test_engine_interrupt_mid_sampling(lg_engine, tiny_checkpoint):
 
     result = engine.run(txt2img(tiny_checkpoint.name, steps=5).to_api(), sink=sink, interrupt=flag)
     assert result.status == "interrupted"
+
+
+def test_guidance_distilled_model_takes_cfg_as_an_embedding():
+    """LCM-style UNets (time_cond_proj_dim) get cfg as an embedding: no negative pass at any cfg."""
+    from diffusers import UNet2DConditionModel
+
+    lcm = tiny_sd("sd1", seed=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        lcm.model.unet = UNet2DConditionModel(
+            block_out_channels=(32, 64), layers_per_block=1, sample_size=16, cross_attention_dim=32,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            time_cond_proj_dim=32,
+        ).eval()
+    calls: list[int] = []
+    lcm.model.unet.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    low, high = sample(lcm, sampler_name="lcm", cfg=2.0), sample(lcm, sampler_name="lcm", cfg=8.0)
+    assert calls == [1] * 6
+    assert not torch.allclose(low, high)
