@@ -55,6 +55,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def public_bind_warning(host: str, token: str | None) -> str | None:
+    """The warning to print when the server is reachable from other machines without a token."""
+    if token or is_loopback(host):
+        return None
+    return (
+        f"latentgraph: WARNING: serving on {host} without --auth-token: anyone who can reach this address"
+        " can run workflows, read your outputs and upload files"
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from latentgraph.cli import make_engine
     from latentgraph.server import ServerConfig, create_app
@@ -65,12 +75,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     token = args.auth_token or os.environ.get("LATENTGRAPH_AUTH_TOKEN") or None
     loopback = is_loopback(args.host)
-    if not loopback and not token:
-        print(
-            f"latentgraph: WARNING: serving on {args.host} without --auth-token: anyone who can reach this address"
-            " can run workflows and read your outputs",
-            file=sys.stderr,
-        )
+    warning = public_bind_warning(args.host, token)
+    if warning:
+        print(warning, file=sys.stderr)
     engine = make_engine(args)
     db_path = Path(args.queue_db) if args.queue_db else engine.settings.base_dir / QUEUE_FILE
     store = Store(db_path, max_history=args.history_size, synchronous=args.queue_sync)

@@ -320,7 +320,10 @@ class Worker:
             started=sink.started,
             finished=time.time(),
         )
-        self.store.finish(entry)
+        try:
+            self.store.finish(entry)
+        except Exception:  # the prompt stays queued in the database and runs again after restart
+            log.exception("prompt %s: cannot record its history", item.prompt_id)
         self.completed += 1
         sink.done()
         self._post(self.hub.status_changed)

@@ -97,3 +97,6 @@ def test_loopback_detection_for_the_public_bind_warning():
 
     assert serve_cli.is_loopback("127.0.0.1") and serve_cli.is_loopback("::1") and serve_cli.is_loopback("localhost")
     assert not serve_cli.is_loopback("0.0.0.0") and not serve_cli.is_loopback("192.168.1.5")
+    assert "without --auth-token" in serve_cli.public_bind_warning("0.0.0.0", None)
+    assert serve_cli.public_bind_warning("0.0.0.0", TOKEN) is None
+    assert serve_cli.public_bind_warning("127.0.0.1", None) is None
