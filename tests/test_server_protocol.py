@@ -320,3 +320,30 @@ def test_event_loop_stays_responsive_while_a_prompt_runs(lg_settings, prefix):
             await ws.until_done(pid)
 
     run(go())
+
+
+def test_a_queued_prompt_that_no_longer_validates_ends_as_an_error(lg_settings):
+    """Accepted earlier (say, before a restart), but its node type is gone now: recorded, not lost."""
+    from latentgraph.store import QueueItem, Store
+
+    store = Store(lg_settings.base_dir / "queue.sqlite3")
+    store.enqueue(QueueItem("stale", store.assign_number(), {"1": {"class_type": "GoneNode", "inputs": {}}}, client_id="kim"))
+
+    async def go():
+        async with serving(lg_settings, store=store) as client:
+            for _ in range(100):
+                status, history = await client.get("/history/stale")
+                if history:
+                    break
+                await asyncio.sleep(0.05)
+            status_ = history["stale"]["status"]
+            assert status_["status_str"] == "error"
+            error = status_["messages"][-1]
+            assert error[0] == "execution_error" and "GoneNode" in error[1]["exception_message"]
+            status, body = await client.get("/prompt")
+            assert body["exec_info"]["queue_remaining"] == 0
+
+    try:
+        run(go())
+    finally:
+        store.close()
