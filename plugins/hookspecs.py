@@ -57,7 +57,7 @@ def register_model_roots():
 def register_routes(app, prefix):
     """Add aiohttp routes to ``app``; every path must start with ``prefix`` (``/plugins/<name>``).
 
-    Routes outside the prefix are refused (the plugin is reported and none of its routes load).
+    Routes outside the prefix are refused and reported; the server also serves them under ``/api``.
     """
 
 

@@ -283,3 +283,27 @@ def test_comfy_pack_runs_through_the_cli_from_the_default_plugins_folder(tmp_pat
     with Image.open(file) as img:
         assert img.size == (16, 8)
         assert levels(img) == [0, 255]
+
+
+def test_comfy_pack_runs_through_the_server(engine):
+    import asyncio
+
+    from plugin_server import fetch_image, run_prompt, serving_engine
+
+    wf = WorkflowBuilder()
+    grad = wf.add("MakeGradient", width=16, height=8, direction="horizontal", invert=True)
+    wf.add("SaveImage", images=wf.add("ImagePosterize", image=grad[0], levels=2)[0], filename_prefix="srv")
+    wf.add("WhoAmI", id="who", label="server")
+
+    async def go():
+        async with serving_engine(engine) as client:
+            status, info = await client.get("/object_info/MakeGradient")
+            assert status == 200 and info["MakeGradient"]["display_name"] == "Gradient"
+            msgs = await run_prompt(client, wf.to_api())
+            assert any(kind == "execution_success" for kind, _ in msgs), msgs
+            outputs = {d["node"]: d["output"] for kind, d in msgs if kind == "executed"}
+            image = await fetch_image(client, outputs["3"]["images"][0])
+            assert image.size == (16, 8) and levels(image) == [0, 255]
+            assert outputs["who"]["text"][:2] == ["server", "who"]
+
+    asyncio.run(asyncio.wait_for(go(), 120))

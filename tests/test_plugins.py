@@ -167,42 +167,26 @@ def test_cli_text_listing_allow_list_and_no_plugins(bad_folder, lg_cli, monkeypa
 
 # -- through the server --------------------------------------------------------------------------------
 def test_server_lists_plugin_errors_and_keeps_serving(bad_folder, lg_settings):
-    from aiohttp.test_utils import TestServer
-    from server_kit import Client
-
-    import aiohttp
-    from latentgraph.server import ServerConfig, create_app
-    from latentgraph.store import Store
+    from plugin_server import run_prompt, serving_engine
 
     async def go():
         engine = Engine.create(lg_settings, entry_points=False, plugins_dir=bad_folder)
-        store = Store(lg_settings.base_dir / "queue.sqlite3")
-        server = TestServer(create_app(engine, store, ServerConfig()), host="127.0.0.1", port=0)
-        await server.start_server()
-        try:
-            async with aiohttp.ClientSession() as session:
-                client = Client(str(server.make_url("")).rstrip("/"), session)
-                status, plugins = await client.get("/plugins")
-                assert status == 200
-                check_reported({p["name"]: p for p in plugins})
+        async with serving_engine(engine) as client:
+            status, plugins = await client.get("/plugins")
+            assert status == 200
+            check_reported({p["name"]: p for p in plugins})
 
-                ws = await client.ws("iso")
-                crash = await client.submit(crash_workflow(), "iso")
-                msgs = await ws.until_done(crash["prompt_id"])
-                error = next(d for kind, d in msgs if kind == "execution_error")
-                assert error["node_type"] == "IsoCrash" and "plugin 'isolation_runtime'" in error["exception_message"]
+            msgs = await run_prompt(client, crash_workflow())
+            error = next(d for kind, d in msgs if kind == "execution_error")
+            assert error["node_type"] == "IsoCrash" and "plugin 'isolation_runtime'" in error["exception_message"]
 
-                ok = await client.submit(good_workflow(), "iso")
-                msgs = await ws.until_done(ok["prompt_id"])
-                assert any(kind == "execution_success" for kind, _ in msgs)
-                executed = [d for kind, d in msgs if kind == "executed"]
-                assert executed and executed[-1]["output"] == {"value": [42]}
+            msgs = await run_prompt(client, good_workflow())
+            assert any(kind == "execution_success" for kind, _ in msgs)
+            executed = [d for kind, d in msgs if kind == "executed"]
+            assert executed and executed[-1]["output"] == {"value": [42]}
 
-                status, body = await client.post("/prompt", {"prompt": {"1": {"class_type": "BadType", "inputs": {}}}})
-                assert status == 400 and body["node_errors"]["1"]["errors"][0]["type"] == "missing_node_type"
-        finally:
-            await server.close()
-            store.close()
+            status, body = await client.post("/prompt", {"prompt": {"1": {"class_type": "BadType", "inputs": {}}}})
+            assert status == 400 and body["node_errors"]["1"]["errors"][0]["type"] == "missing_node_type"
 
     asyncio.run(asyncio.wait_for(go(), 120))
 

@@ -7,6 +7,7 @@ folder put on the path, so the test neither needs nor changes anything installed
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,10 +114,40 @@ def test_workflow_with_its_nodes_through_the_cli(installed, tmp_path):
     assert plugins["example"]["nodes"] == ["InvertImage", "BlendImages", "BlendLatents"]
 
 
+def test_workflow_with_its_nodes_through_the_server(on_path, lg_settings, lg_input_image):
+    import asyncio
+
+    from plugin_server import fetch_image, run_prompt, serving_engine
+
+    engine = Engine.create(lg_settings, entry_points=True, allow=["example"])
+    name = lg_input_image("in.png", size=(4, 2), color=(0, 100, 200))
+    wf = WorkflowBuilder()
+    wf.add("SaveImage", images=wf.add("InvertImage", image=wf.add("LoadImage", image=name)[0])[0], filename_prefix="srv")
+
+    async def go():
+        async with serving_engine(engine) as client:
+            status, plugins = await client.get("/plugins")
+            assert {p["name"]: p for p in plugins}["example"]["nodes"] == ["InvertImage", "BlendImages", "BlendLatents"]
+            status, info = await client.get("/object_info/KSampler")
+            assert "deis" in info["KSampler"]["input"]["required"]["sampler_name"][0]
+            msgs = await run_prompt(client, wf.to_api())
+            outputs = {d["node"]: d["output"] for kind, d in msgs if kind == "executed"}
+            image = await fetch_image(client, outputs["3"]["images"][0])
+            assert image.size == (4, 2) and image.convert("RGB").getpixel((0, 0)) == (255, 155, 55)
+
+    asyncio.run(asyncio.wait_for(go(), 120))
+
+
 @pytest.mark.slow
 def test_its_own_test_suite_passes_with_the_shipped_pytest_fixtures(installed):
-    """What a plugin author runs in their CI: fixtures come from latentgraph's pytest11 entry point."""
+    """What a plugin author runs in their CI: fixtures come from latentgraph's pytest11 entry point.
+
+    The example test in docs/plugins.md ("Testing") runs along with them.
+    """
     tests = installed.parent / "src" / "tests"
+    docs = (EXAMPLE.parents[1] / "docs" / "plugins.md").read_text().split("## Testing", 1)[1]
+    [example] = [b for b in re.findall(r"```python\n(.*?)```", docs, flags=re.S) if "def test_" in b]
+    (tests / "test_from_docs.py").write_text(example)
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", str(tests)],
         capture_output=True, text=True, env=env_with(installed, HF_HUB_OFFLINE="1"), timeout=600,
