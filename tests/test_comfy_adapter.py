@@ -187,6 +187,22 @@ def test_runtime_error_fails_only_its_prompt_and_names_the_pack(lg_engine, lg_se
     assert_success(engine.run(wf.to_api()))
 
 
+def test_comfy_pack_as_a_package_folder_with_relative_imports(lg_engine, lg_settings):
+    pack = lg_settings.base_dir / "plugins" / "my_pack"
+    pack.mkdir(parents=True)
+    shutil.copy(FIXTURES / "comfy_style_nodes.py", pack / "nodes.py")
+    (pack / "__init__.py").write_text(
+        "from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS\n"
+        "__all__ = ['NODE_CLASS_MAPPINGS', 'NODE_DISPLAY_NAME_MAPPINGS']\n"
+    )
+    engine = lg_engine(plugins_dir=pack.parent)
+    info = engine.host.plugins["my_pack"]
+    assert info.errors == [] and "MakeGradient" in info.nodes and info.source == "plugins-dir"
+    wf = WorkflowBuilder()
+    wf.add("PreviewImage", images=wf.add("MakeGradient", width=8, height=8, direction="vertical", invert=False)[0])
+    assert_success(engine.run(wf.to_api()))
+
+
 # -- the adapter's translation rules, unit by unit ------------------------------------------------
 class Plain:
     @classmethod
