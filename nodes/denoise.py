@@ -155,7 +155,7 @@ def _fit_batch(name: str, tensor: torch.Tensor, batch: int) -> torch.Tensor:
     raise NodeInputError(name, f"has a batch of {tensor.shape[0]} but the latent has {batch}")
 
 
-def _time_ids(model: DiffusionModel, extras: dict[str, Any], pixel_hw: tuple[int, int], n_ids: int, negative: bool) -> list[float]:
+def _time_ids(extras: dict[str, Any], pixel_hw: tuple[int, int], n_ids: int, negative: bool) -> list[float]:
     """SDXL micro-conditioning: original size, crop top-left, then target size or aesthetic score."""
     height, width = pixel_hw
     ids = [
@@ -194,22 +194,21 @@ def prepare_guidance(
 ) -> Guidance:
     """Check conditioning against the model and stack it for batched CFG."""
     config = model.unet.config
-    timestep_cond = None
-    if getattr(config, "time_cond_proj_dim", None) is not None:
-        # Guidance-distilled model: cfg goes in as an embedding, there is no unconditional pass.
-        w = torch.full((batch,), float(cfg) - 1.0)
-        timestep_cond = guidance_scale_embedding(w, int(config.time_cond_proj_dim)).to(model.device, model.dtype)
+    distilled = getattr(config, "time_cond_proj_dim", None) is not None
+    guidance_w = float(cfg) - 1.0
+    if distilled:  # guidance-distilled (LCM) model: cfg goes in as an embedding, no unconditional pass
         cfg = 1.0
     pos = _check_entries(names[0], positive)
     neg = _check_entries(names[1], negative) if cfg != 1.0 else []
     groups = [(names[1], e, True) for e in neg] + [(names[0], e, False) for e in pos]
 
     want_dim = model.cross_attention_dim
-    for name, (emb, _), _neg in groups:
+    for name, (emb, extras), _neg in groups:
         if emb.shape[-1] != want_dim:
+            source = f" (encoded by a {extras['arch']} CLIP)" if extras.get("arch") else ""
             raise NodeInputError(
                 name,
-                f"text embeddings have dimension {emb.shape[-1]} but the model ({model.arch}) expects "
+                f"text embeddings have dimension {emb.shape[-1]}{source} but the model ({model.arch}) expects "
                 f"{want_dim}: the CLIP and the model come from different architectures",
             )
     # Entries of different token lengths (long prompts) are repeated to a common length.
@@ -241,12 +240,17 @@ def prepare_guidance(
                     f"model's added-condition size {config.projection_class_embeddings_input_dim}"
                 )
             pooled_rows.append(_fit_batch(name, pooled, batch))
-            ids = torch.tensor([_time_ids(model, extras, pixel_hw, n_ids, is_neg)])
+            ids = torch.tensor([_time_ids(extras, pixel_hw, n_ids, is_neg)])
             id_rows.append(ids.expand(batch, -1))
         added = {
             "text_embeds": torch.cat(pooled_rows).to(model.device, model.dtype),
             "time_ids": torch.cat(id_rows).to(model.device, model.dtype),
         }
+
+    timestep_cond = None
+    if distilled:
+        w = torch.full((hidden_states.shape[0],), guidance_w)
+        timestep_cond = guidance_scale_embedding(w, int(config.time_cond_proj_dim)).to(model.device, model.dtype)
 
     def weights(entries):
         return tuple(float(extras.get("strength", 1.0)) for _, extras in entries)
@@ -331,11 +335,13 @@ def denoise(
         index = begin + i
         model_input = scheduler.scale_model_input(x, t)
         output = predict(model, guidance, model_input, t)
-        if index % order == 0 and (preview is not None or index == stop - 1):
+        jump_to_zero = finish_early and index == stop - 1
+        # σ is exact where a step starts; previews of midpoint evaluations keep the step's start.
+        if index % order == 0 and (preview is not None or jump_to_zero):
             sigma = schedule.sigma_at_index(index)
             if preview is not None:
                 last_preview = partial(_render, preview, output, x, sigma, prediction_type, sigma_space)
-        if finish_early and index == stop - 1:
+        if jump_to_zero:  # (always a step start: stop - 1 = (end_step - 1) * order)
             x = predicted_x0(output, x, sigma, prediction_type, sigma_space)
         else:
             x = scheduler.step(output, t, x, **kwargs, return_dict=False)[0]

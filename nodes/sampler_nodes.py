@@ -266,7 +266,7 @@ class AddNoise(Node):
     q(x_t | x0) = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε at that step's noise level (for σ-based
     schedulers ᾱ = 1/(1 + σ²), so this is ``x0 + σ·ε`` scaled by sqrt(ᾱ)). The noise level is
     recorded in the LATENT: a KSampler (same seed, steps, denoise, scheduler) continues from it
-    without adding noise again.
+    without adding noise again. The input is taken as clean, even if it is itself noisy.
     """
 
     spec = NodeSpec(

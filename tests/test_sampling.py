@@ -247,3 +247,5 @@ def test_guidance_distilled_model_takes_cfg_as_an_embedding():
     low, high = sample(lcm, sampler_name="lcm", cfg=2.0), sample(lcm, sampler_name="lcm", cfg=8.0)
     assert calls == [1] * 6
     assert not torch.allclose(low, high)
+    combined = random_conditioning(seed=13) + random_conditioning(seed=14)
+    assert torch.isfinite(sample(lcm, sampler_name="lcm", positive=combined)).all()
