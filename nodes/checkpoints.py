@@ -104,8 +104,8 @@ def _converters():
         raise CheckpointError(f"the installed diffusers cannot convert single-file checkpoints: {exc}") from exc
 
 
-def _materialise(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], dtype: torch.dtype, what: str, source: str) -> None:
-    """Give a meta-device model its weights; refuse missing or mis-shaped ones with a clear message."""
+def _materialise(model: torch.nn.Module, weights: dict[str, torch.Tensor], dtype: torch.dtype, what: str, source: str) -> None:
+    """Give a meta-device model its weights (consuming ``weights``); refuse missing or mis-shaped ones."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in weights]
     if missing:
@@ -123,7 +123,11 @@ def _materialise(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], dt
     ignored = [k for k in weights if k not in expected and not k.endswith("position_ids")]
     if ignored:
         log.info("%s: %d %s weights not used (e.g. %s)", source, len(ignored), what, ignored[0])
-    state = {k: weights[k].to(dtype=dtype if weights[k].is_floating_point() else None).contiguous() for k in expected}
+    state = {}
+    for k in expected:  # pop as we cast, so file-dtype and model-dtype copies never coexist in full
+        t = weights.pop(k)
+        state[k] = t.to(dtype=dtype if t.is_floating_point() else None).contiguous()
+    weights.clear()
     model.load_state_dict(state, strict=True, assign=True)
     for name, buf in list(model.named_buffers()):
         if buf.is_meta:
@@ -140,19 +144,22 @@ def _on_meta(factory: Callable[[], torch.nn.Module]) -> torch.nn.Module:
         return factory()
 
 
-def build_unet(config: dict[str, Any], weights: Mapping[str, torch.Tensor], dtype: torch.dtype, source: str):
+def build_unet(config: dict[str, Any], weights: dict[str, torch.Tensor], dtype: torch.dtype, source: str):
+    """UNet from original-layout tensors; consumes ``weights`` to keep peak memory at one model."""
     from diffusers import UNet2DConditionModel
 
     converted = _converters().convert_ldm_unet_checkpoint(weights, dict(config))
+    weights.clear()  # the converted dict now holds the only references
     model = _on_meta(lambda: UNet2DConditionModel.from_config(config))
     _materialise(model, converted, dtype, "UNet", source)
     return model
 
 
-def build_vae(config: dict[str, Any], weights: Mapping[str, torch.Tensor], dtype: torch.dtype, source: str):
+def build_vae(config: dict[str, Any], weights: dict[str, torch.Tensor], dtype: torch.dtype, source: str):
     from diffusers import AutoencoderKL
 
     converted = _converters().convert_ldm_vae_checkpoint(weights, dict(config))
+    weights.clear()  # the converted dict now holds the only references
     model = _on_meta(lambda: AutoencoderKL.from_config(config))
     _materialise(model, converted, dtype, "VAE", source)
     return model
@@ -167,7 +174,7 @@ def _text_model_class(name: str):
 
 
 def build_text_encoder(
-    enc: TextEncoderConfig, weights: Mapping[str, torch.Tensor], prefix: str, dtype: torch.dtype, source: str
+    enc: TextEncoderConfig, weights: dict[str, torch.Tensor], prefix: str, dtype: torch.dtype, source: str
 ):
     from transformers import CLIPTextConfig
 
@@ -179,6 +186,7 @@ def build_text_encoder(
         converted = sfu.convert_open_clip_checkpoint(model, weights, prefix=prefix)
     else:
         converted = sfu.convert_ldm_clip_checkpoint(weights, remove_prefix=prefix)
+    weights.clear()
     if not hasattr(model, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
         converted = {k.removeprefix("text_model."): v for k, v in converted.items()}
     _materialise(model, converted, dtype, f"text encoder {prefix.rstrip('.')}", source)
