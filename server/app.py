@@ -106,34 +106,39 @@ def _loopback(hostname: str) -> bool:
         return False
 
 
-def _split_host(value: str, scheme: str) -> tuple[str, int | None]:
-    parts = urlsplit(f"{scheme}://{value}")
+def _split_host(value: str) -> tuple[str, int | None]:
+    """``host[:port]`` → (lowercase host name, explicit port or None); port -1 if malformed."""
+    parts = urlsplit(f"//{value}")
     try:
         port = parts.port
     except ValueError:
         port = -1
-    if port is None:
-        port = {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(scheme)
     return (parts.hostname or "").lower(), port
 
 
 @web.middleware
 async def origin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse cross-site browser requests (Origin ≠ Host) and, on loopback, foreign Host names."""
+    """Refuse cross-site browser requests (Origin ≠ Host) and, on loopback, foreign Host names.
+
+    Ports are compared only when both sides name one (as ComfyUI does), so a TLS-terminating
+    proxy in front (``Origin: https://name``, ``Host: name``) still works.
+    """
     config = request.app[STATE].config
     host = request.headers.get("Host", "")
+    host_name, host_port = _split_host(host)
     if config.allowed_hosts is not None and host:
-        hostname, _ = _split_host(host, request.scheme)
-        if not _loopback(hostname) and hostname not in config.allowed_hosts:
-            return json_error(403, "forbidden", f"host '{hostname}' is not served here (bound to loopback)")
+        if not _loopback(host_name) and host_name not in config.allowed_hosts:
+            return json_error(403, "forbidden", f"host '{host_name}' is not served here (bound to loopback)")
     origin = request.headers.get("Origin")
     if origin is not None:
         parts = urlsplit(origin)
         if origin == "null" or not parts.hostname:
             return json_error(403, "forbidden", "requests from opaque origins are refused")
-        scheme = request.scheme
-        origin_host = (parts.hostname.lower(), _split_host(parts.netloc, parts.scheme or scheme)[1])
-        if not host or origin_host != _split_host(host, scheme):
+        origin_name, origin_port = _split_host(parts.netloc)
+        same = bool(host) and origin_name == host_name
+        if same and origin_port is not None and host_port is not None:
+            same = origin_port == host_port
+        if not same:
             return json_error(403, "forbidden", "cross-origin request refused (Origin does not match Host)")
     return await handler(request)
 

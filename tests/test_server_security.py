@@ -78,6 +78,9 @@ def test_cross_origin_requests_are_refused(lg_settings):
             assert status == 403
             status, body = await client.get("/queue", headers={"Host": f"localhost:{host.split(':')[1]}"})
             assert status == 200
+            # Behind a TLS proxy: no port on one side, same name: accepted, as in ComfyUI.
+            status, _ = await client.get("/queue", headers={"Host": "localhost", "Origin": "https://localhost"})
+            assert status == 200
 
     run(go())
 
