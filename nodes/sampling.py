@@ -67,6 +67,9 @@ class SamplerDef:
     seed_option: str | None = None
     description: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", _frozen(**self.options))
+
     def scheduler_type(self) -> type:
         module_name, _, class_name = self.scheduler_class.rpartition(":")
         module = importlib.import_module(module_name or "diffusers")
@@ -84,6 +87,9 @@ class ScheduleDef:
     name: str
     options: Mapping[str, Any] = field(default_factory=_frozen)
     description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", _frozen(**self.options))
 
 
 class ScheduleUnsupported(ValueError):
