@@ -367,3 +367,39 @@ def test_shipped_configs_build_full_size_models_on_meta():
             vae = AutoencoderKL.from_config(cfg.vae)
         assert sum(p.numel() for p in unet.parameters()) == params, name
         assert sum(p.numel() for p in vae.parameters()) == 83_653_863
+
+
+# -- through the engine ------------------------------------------------------------------------
+
+
+def test_txt2img_workflow_with_lora_runs_caches_and_reloads_a_replaced_file(tmp_path):
+    from latentgraph.engine import Engine
+    from latentgraph.nodes.tiny_models import make_tiny_lora
+    from latentgraph.settings import Settings
+
+    ckpt = make_tiny_checkpoint(tmp_path / "models" / "checkpoints" / "mine.safetensors", "sd1", seed=0)
+    make_tiny_lora(tmp_path / "models" / "loras" / "style.safetensors", "sd1")
+    engine = Engine.create(settings=Settings.from_env(tmp_path), entry_points=False)
+    wf = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "mine.safetensors"}},
+        "10": {"class_type": "LoraLoader", "inputs": {"model": ["4", 0], "clip": ["4", 1], "lora_name": "style.safetensors",
+                                                       "strength_model": 0.8, "strength_clip": 0.8}},
+        "11": {"class_type": "CLIPSetLastLayer", "inputs": {"clip": ["10", 1], "stop_at_clip_layer": -2}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo of a cat", "clip": ["11", 0]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["11", 0]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 2, "cfg": 7.0, "sampler_name": "euler",
+                                                    "scheduler": "normal", "denoise": 1.0, "model": ["10", 0],
+                                                    "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "tiny", "images": ["8", 0]}},
+    }
+    first = engine.run(wf)
+    assert first.status == "success", first.failure
+    image = first.outputs["9"]["images"][0]
+    assert (engine.settings.output_dir / image["filename"]).is_file()
+    assert engine.run(wf).executed == []  # identical re-submit: everything from cache
+    time.sleep(0.01)
+    make_tiny_checkpoint(ckpt, "sd1", seed=5)  # replaced on disk: the loader and its dependants run again
+    third = engine.run(wf)
+    assert third.status == "success" and "4" in third.executed and "9" in third.executed
