@@ -132,8 +132,11 @@ class PluginHost:
         info.hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
         return info
 
-    def add_failed(self, name: str, source: str, exc: BaseException, version: str = "", location: str = "") -> PluginInfo:
+    def add_failed(
+        self, name: str, source: str, exc: BaseException, version: str = "", location: str = "", seconds: float = 0.0
+    ) -> PluginInfo:
         info = self._info(name, source, version, location)
+        info.load_seconds = seconds
         info.error(f"import failed: {_describe_import_error(exc)}")
         log.warning("plugin %s failed to import: %s", name, exc)
         return info
@@ -149,7 +152,7 @@ class PluginHost:
         try:
             module = importlib.import_module(module_name)
         except (Exception, SystemExit) as exc:
-            return self.add_failed(name, source, exc, version, module_name)
+            return self.add_failed(name, source, exc, version, module_name, time.perf_counter() - start)
         info = self.add(module, name, source, version, module_name)
         info.load_seconds += time.perf_counter() - start
         return info
@@ -165,7 +168,7 @@ class PluginHost:
             try:
                 obj = ep.load()
             except (Exception, SystemExit) as exc:
-                self.add_failed(ep.name, "entrypoint", exc, version, ep.value)
+                self.add_failed(ep.name, "entrypoint", exc, version, ep.value, time.perf_counter() - start)
                 continue
             if isinstance(obj, type):  # a class with @hookimpl methods: use an instance
                 try:
@@ -198,7 +201,7 @@ class PluginHost:
             try:
                 module = _import_path(name, entry)
             except (Exception, SystemExit) as exc:
-                self.add_failed(name, "plugins-dir", exc, location=str(path))
+                self.add_failed(name, "plugins-dir", exc, location=str(path), seconds=time.perf_counter() - start)
                 continue
             plugin: object = module
             if hasattr(module, "NODE_CLASS_MAPPINGS") and not _has_hookimpls(module):
@@ -348,6 +351,9 @@ def load_plugins(
     """
     host = PluginHost()
     selection = PluginSelection.parse(allow)
+    # torch is imported by nearly every node plugin: load it first so its seconds are not
+    # reported as the load time of whichever plugin happens to import it first.
+    importlib.import_module("torch")
     if builtins:
         from latentgraph import __version__
 
