@@ -194,7 +194,7 @@ def test_reconnecting_client_picks_up_its_running_prompt(lg_settings):
     async def go():
         async with serving(lg_settings) as client:
             ws = await client.ws("erin")
-            pid = (await client.submit(chain(1, steps=40, delay=0.02), "erin"))["prompt_id"]
+            pid = (await client.submit(chain(1, steps=100, delay=0.02), "erin"))["prompt_id"]
             await ws.until("progress", prompt_id=pid)
             await ws.ws.close()
             await asyncio.sleep(0.1)
@@ -207,7 +207,7 @@ def test_reconnecting_client_picks_up_its_running_prompt(lg_settings):
             assert got[-2:] == ["execution_success", "executing"]
             assert [d["node"] for k, d in msgs if k == "executing"] == ["1", "2", "3", "4", None]
             values = [d["value"] for k, d in msgs if k == "progress"]
-            assert values == sorted(values) and values[-1] == 40
+            assert values == sorted(values) and values[-1] == 100
             # A different client reconnecting sees nothing of erin's prompt.
             other = await client.ws("frank")
             await asyncio.sleep(0.05)
