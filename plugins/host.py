@@ -129,7 +129,15 @@ class PluginHost:
             info.error(f"cannot register: {exc}")
             log.warning("plugin %s cannot be registered: %s", name, exc)
             return info
-        info.hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+        callers = self.pm.get_hookcallers(plugin) or []
+        info.hooks = sorted(h.name for h in callers if h.has_spec())
+        for unknown in sorted(h.name for h in callers if not h.has_spec()):
+            import difflib
+
+            close = difflib.get_close_matches(unknown, [n for n in dir(hookspecs) if not n.startswith("_")], n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            info.error(f"@hookimpl '{unknown}' is not a latentgraph hook and is never called{hint}")
+            log.warning("plugin %s: unknown hook %s%s", name, unknown, hint)
         return info
 
     def add_failed(

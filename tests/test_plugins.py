@@ -105,6 +105,22 @@ def test_broken_entry_point_distribution_is_reported(tmp_path, monkeypatch, lg_s
     assert "KSampler" in engine.registry
 
 
+def test_misspelt_hook_is_reported(lg_engine):
+    class Typo:
+        @hookimpl
+        def register_node(self):
+            return []
+
+        @hookimpl
+        def register_nodes(self):
+            return []
+
+    engine = lg_engine(("typo", Typo()))
+    info = engine.host.plugins["typo"]
+    assert info.hooks == ["register_nodes"]
+    assert info.errors == ["@hookimpl 'register_node' is not a latentgraph hook and is never called; did you mean 'register_nodes'?"]
+
+
 def test_plugin_name_clash_is_reported_not_merged(lg_settings):
     class A:
         @hookimpl
