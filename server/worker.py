@@ -263,6 +263,9 @@ class Worker:
     def _run(self, item: QueueItem) -> None:
         running = Running(item)
         with self._lock:
+            if self._stopping.is_set():  # claimed just as the server began to stop
+                self.store.release(item.prompt_id)
+                return
             self._running = running
         client_id = item.client_id
 
