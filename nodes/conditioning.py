@@ -9,6 +9,9 @@ Encoding follows ComfyUI so workflows give the same kind of conditioning:
   the final layer norm, SDXL uses the raw penultimate states of both encoders, concatenated
   (768 + 1280 = 2048 wide), and the pooled, projected output of its second encoder goes into the
   extras as ``pooled_output`` (from the first window);
+* ``(words:1.3)`` sets a weight, ``(words)`` multiplies it by 1.1 (nestable, ``\\(`` for a literal
+  parenthesis); a weighted token's embedding is moved away from the empty prompt's embedding at
+  that position by its weight, ``e + w·(z − e)``, as ComfyUI does;
 * CONDITIONING is ``[(embeddings[1, T, D], {"pooled_output": …, "arch": …})]``, float32 on the
   CPU; samplers move it to the model's device and dtype.
 """
@@ -28,16 +31,79 @@ from latentgraph.nodes.components import Conditioning, TextEncoder
 log = logging.getLogger("latentgraph.conditioning")
 
 
-def token_windows(tokenizer: Any, text: str) -> list[list[int]]:
-    """Token ids of ``text`` in windows of ``model_max_length`` (77): BOS + ≤75 tokens + EOS + pad."""
+_OPEN, _CLOSE = "\0\1", "\0\2"  # stand-ins for escaped parentheses while parsing
+
+
+def prompt_weights(text: str) -> list[tuple[str, float]]:
+    """Split a prompt into ``(text, weight)`` pieces: ``(a:1.5)`` → 1.5, ``(a)`` → ×1.1, nested."""
+    escaped = text.replace("\\(", _OPEN).replace("\\)", _CLOSE)
+    pieces: list[tuple[str, float]] = []
+    _parse_weights(escaped, 1.0, pieces)
+    return [(t.replace(_OPEN, "(").replace(_CLOSE, ")"), w) for t, w in pieces if t]
+
+
+def _closing(text: str, start: int) -> int | None:
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == "(":
+            depth += 1
+        elif text[i] == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    return None
+
+
+def _parse_weights(text: str, weight: float, out: list[tuple[str, float]]) -> None:
+    plain, i = "", 0
+    while i < len(text):
+        end = _closing(text, i) if text[i] == "(" else None
+        if end is None:  # ordinary character, or an unbalanced parenthesis kept as text
+            plain += text[i]
+            i += 1
+            continue
+        if plain:
+            out.append((plain, weight))
+            plain = ""
+        inner, inner_weight = text[i + 1 : end], weight * 1.1
+        colon = inner.rfind(":")
+        if colon > 0:
+            try:
+                inner, inner_weight = inner[:colon], float(inner[colon + 1 :])
+            except ValueError:
+                pass
+        _parse_weights(inner, inner_weight, out)
+        i = end + 1
+    if plain:
+        out.append((plain, weight))
+
+
+def weighted_windows(tokenizer: Any, text: str) -> tuple[list[list[int]], list[list[float]]]:
+    """Token ids of ``text`` in windows of ``model_max_length`` (77): BOS + ≤75 tokens + EOS + pad,
+    with each position's prompt weight (1.0 for BOS, EOS and padding)."""
     length = int(getattr(tokenizer, "model_max_length", 77) or 77)
     if length > 1024:  # "unlimited" sentinel of tokenizers without a configured length
         length = 77
     body = length - 2
-    ids = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+    ids: list[int] = []
+    weights: list[float] = []
+    for piece, weight in prompt_weights(text):
+        piece_ids = tokenizer(piece, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        ids += piece_ids
+        weights += [weight] * len(piece_ids)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    windows = [ids[i : i + body] for i in range(0, len(ids), body)] or [[]]
-    return [[tokenizer.bos_token_id, *w, tokenizer.eos_token_id] + [pad] * (body - len(w)) for w in windows]
+    id_windows, weight_windows = [], []
+    for start in range(0, max(len(ids), 1), body):
+        chunk, chunk_weights = ids[start : start + body], weights[start : start + body]
+        fill = body - len(chunk)
+        id_windows.append([tokenizer.bos_token_id, *chunk, tokenizer.eos_token_id] + [pad] * fill)
+        weight_windows.append([1.0, *chunk_weights, 1.0] + [1.0] * fill)
+    return id_windows, weight_windows
+
+
+def token_windows(tokenizer: Any, text: str) -> list[list[int]]:
+    """Token ids of ``text`` in 77-token windows (see :func:`weighted_windows`)."""
+    return weighted_windows(tokenizer, text)[0]
 
 
 def _text_body(encoder: Any) -> Any:
@@ -59,11 +125,14 @@ def encode_text(clip: TextEncoder, text: str) -> tuple[torch.Tensor, torch.Tenso
     hidden_parts, pooled = [], None
     windows_count = None
     for tokenizer, encoder in zip(clip.tokenizers, clip.encoders):
-        windows = token_windows(tokenizer, text)
+        windows, weights = weighted_windows(tokenizer, text)
         if windows_count is None:
             windows_count = len(windows)
         elif len(windows) != windows_count:  # same vocabulary, so this would be a tokenizer bug
             raise RuntimeError("the text encoders split the prompt differently")
+        weighted = any(w != 1.0 for row in weights for w in row)
+        if weighted:  # the empty prompt is the reference weights scale from
+            windows = [*windows, token_windows(tokenizer, "")[0]]
         device = next(encoder.parameters()).device
         ids = torch.tensor(windows, dtype=torch.long, device=device)
         out = encoder(input_ids=ids, output_hidden_states=True)
@@ -72,7 +141,12 @@ def encode_text(clip: TextEncoder, text: str) -> tuple[torch.Tensor, torch.Tenso
         hidden = out.hidden_states[index]
         if final_norm:
             hidden = _text_body(encoder).final_layer_norm(hidden)
-        hidden_parts.append(hidden.float().cpu().reshape(1, -1, hidden.shape[-1]))
+        hidden = hidden.float()
+        if weighted:
+            empty, hidden = hidden[-1:], hidden[:-1]
+            w = torch.tensor(weights, dtype=hidden.dtype, device=hidden.device)[..., None]
+            hidden = empty + (hidden - empty) * w
+        hidden_parts.append(hidden.cpu().reshape(1, -1, hidden.shape[-1]))
         pooled_all = getattr(out, "text_embeds", None)
         if pooled_all is None:
             pooled_all = out.pooler_output

@@ -32,7 +32,18 @@ _UNET_RESNET = {
     "conv_shortcut": "skip_connection",
 }
 _VAE_RESNET = {"conv_shortcut": "nin_shortcut"}
-_VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+_VAE_ATTENTION = {
+    "group_norm": "norm",
+    "to_q": "q",
+    "to_k": "k",
+    "to_v": "v",
+    "to_out.0": "proj_out",
+    # names of diffusers < 0.14, still found in VAE files on the hub
+    "query": "q",
+    "key": "k",
+    "value": "v",
+    "proj_attn": "proj_out",
+}
 
 
 def _layers_per_block(config: Mapping[str, Any]) -> int:

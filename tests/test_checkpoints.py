@@ -15,10 +15,16 @@ from safetensors.torch import save_file
 from latentgraph.errors import NodeInputError
 from latentgraph.nodes.arch_detection import V_NORM_KEY, detect
 from latentgraph.nodes.checkpoint_files import CheckpointError, open_weights
-from latentgraph.nodes.checkpoints import BUILTIN_FORMATS, ModelFormat, check_compatible, load_checkpoint, load_vae
+from latentgraph.nodes.checkpoints import BUILTIN_FORMATS, ModelFormat, check_compatible, load_checkpoint
 from latentgraph.nodes.components import DiffusionModel
 from latentgraph.nodes.model_configs import METADATA_KEY, load_shipped_config
-from latentgraph.nodes.tiny_models import diffusers_state_dicts, make_tiny_checkpoint, original_state_dict, tiny_config
+from latentgraph.nodes.tiny_models import (
+    diffusers_state_dicts,
+    make_tiny_checkpoint,
+    make_tiny_state_dict,
+    original_state_dict,
+    tiny_config,
+)
 from sd_helpers import SHIPPED_TINY, Env
 
 
@@ -150,7 +156,7 @@ def test_without_metadata_the_shapes_give_the_config(tmp_path):
 
 
 def test_pickle_checkpoint_with_plain_tensors_loads(tmp_path):
-    state, _cfg = __import__("latentgraph.nodes.tiny_models", fromlist=["x"]).make_tiny_state_dict("sd1", 0)
+    state, _cfg = make_tiny_state_dict("sd1", 0)
     torch.save({"state_dict": state, "global_step": 10}, tmp_path / "m.ckpt")
     loaded = load_checkpoint(tmp_path / "m.ckpt", Env(tmp_path / "e").settings)
     assert loaded.arch == "sd1" and loaded.clip is not None and loaded.vae is not None

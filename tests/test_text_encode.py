@@ -157,3 +157,26 @@ def test_conditioning_combine_keeps_both_entries(env, sd1_clip):
     (both,) = env.run("ConditioningCombine", conditioning_1=a, conditioning_2=b)
     assert len(both) == 2 and both[0][0] is a[0][0] and both[1][0] is b[0][0]
     assert len(a) == 1 and len(b) == 1
+
+
+def test_prompt_weight_syntax_is_parsed_like_comfyui():
+    from latentgraph.nodes.conditioning import prompt_weights, weighted_windows
+
+    assert prompt_weights("a (cat:1.5) on a ((mat))") == [("a ", 1.0), ("cat", 1.5), (" on a ", 1.0), ("mat", pytest.approx(1.21))]
+    assert prompt_weights(r"\(literal\) (x:bad)") == [("(literal) ", 1.0), ("x:bad", pytest.approx(1.1))]
+    assert prompt_weights("unbalanced (open") == [("unbalanced (open", 1.0)]
+    tok = load_clip_tokenizer()
+    ids, weights = weighted_windows(tok, "a photo of a (cat:1.5)")
+    assert ids[0][:7] == CAT_IDS  # the parentheses and weight are not tokens
+    assert weights[0][:7] == [1.0, 1.0, 1.0, 1.0, 1.0, 1.5, 1.0]
+
+
+def test_weighted_tokens_move_away_from_the_empty_prompt(env, sd1_clip):
+    plain = encode(env, sd1_clip, "a photo of a cat")[0][0]
+    torch.testing.assert_close(encode(env, sd1_clip, "a photo of a (cat:1.0)")[0][0], plain)
+    weighted = encode(env, sd1_clip, "a photo of a (cat:1.5)")[0][0]
+    empty = encode(env, sd1_clip, "")[0][0]
+    cat = 5  # BOS a photo of a [cat]
+    torch.testing.assert_close(weighted[:, cat], empty[:, cat] + 1.5 * (plain[:, cat] - empty[:, cat]))
+    others = [i for i in range(77) if i != cat]
+    torch.testing.assert_close(weighted[:, others], plain[:, others])
