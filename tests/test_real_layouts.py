@@ -177,3 +177,39 @@ def test_sdxl_layout_at_reduced_width_loads_without_metadata_and_runs(tmp_path):
         ).sample
     assert out.shape == (1, 4, 8, 8) and torch.isfinite(out).all()
     assert vae.vae.decode(torch.randn(1, 4, 8, 8)).sample.shape == (1, 3, 64, 64)
+
+
+def test_sd2_768_v_layout_with_24_openclip_layers_loads_without_metadata(tmp_path):
+    """SD2 files keep all 24 OpenCLIP layers although SD2 conditions on the 23rd; 768-v files are
+    told from 512 epsilon ones by the spread of one norm bias (no key or metadata says so)."""
+    env = Env(tmp_path)
+    base = load_shipped_config("sd2_v")
+    (enc,) = base.text_encoders
+    cfg = replace(
+        base,
+        unet={**base.unet, "block_out_channels": [64, 128, 256, 256], "attention_head_dim": [1, 2, 4, 4],
+              "cross_attention_dim": 128},
+        vae={**base.vae, "block_out_channels": [32, 32, 64, 64]},
+        text_encoders=(replace(enc, config={**enc.config, "hidden_size": 128, "intermediate_size": 512,
+                                            "num_attention_heads": 2}),),
+    )
+    path = env.folder("checkpoints") / "sd2-768-v-structure.safetensors"
+    prefix = "cond_stage_model.model."
+    draft = write_random_checkpoint(cfg, tmp_path / "draft.safetensors")
+    tensors = dict(open_weights(draft).prefixed(""))
+    for key in [k for k in tensors if k.startswith(prefix + "transformer.resblocks.22.")]:
+        tensors[key.replace(".resblocks.22.", ".resblocks.23.")] = tensors[key].clone()  # the unused last layer
+    tensors[prefix + "text_projection"] = torch.randn(128, 128, dtype=torch.float16)
+    tensors["model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"] = torch.randn(64).half() * 0.3
+    save_file(tensors, str(path))
+
+    model, clip, _vae = env.run("LoadCheckpoint", ckpt_name=path.name)
+    assert model.arch == "sd2" and model.prediction_type == "v_prediction"
+    assert model.info["config_source"] == "shipped sd2_v" and model.unet.config.upcast_attention is True
+    assert any("norm heuristic" in reason for reason in model.info["detection"])
+    assert clip.encoders[0].config.num_hidden_layers == 23
+    (cond,) = env.run("CLIPTextEncode", clip=clip, text="a lighthouse")
+    assert cond[0][0].shape == (1, 77, 128)
+    with torch.no_grad():
+        out = model.unet(torch.randn(1, 4, 8, 8), torch.tensor([500]), encoder_hidden_states=cond[0][0]).sample
+    assert torch.isfinite(out).all()
