@@ -104,8 +104,14 @@ def _converters():
         raise CheckpointError(f"the installed diffusers cannot convert single-file checkpoints: {exc}") from exc
 
 
-def _materialise(model: torch.nn.Module, weights: dict[str, torch.Tensor], dtype: torch.dtype, what: str, source: str) -> None:
-    """Give a meta-device model its weights (consuming ``weights``); refuse missing or mis-shaped ones."""
+def _materialise(
+    model: torch.nn.Module, weights: dict[str, torch.Tensor], dtype: torch.dtype, what: str, source: str,
+    device: torch.device | None = None,
+) -> None:
+    """Give a meta-device model its weights (consuming ``weights``); refuse missing or mis-shaped ones.
+
+    Each tensor goes straight to its device and dtype, so a GPU load never holds the model in RAM.
+    """
     expected = model.state_dict()
     missing = [k for k in expected if k not in weights]
     if missing:
@@ -126,7 +132,7 @@ def _materialise(model: torch.nn.Module, weights: dict[str, torch.Tensor], dtype
     state = {}
     for k in expected:  # pop as we cast, so file-dtype and model-dtype copies never coexist in full
         t = weights.pop(k)
-        state[k] = t.to(dtype=dtype if t.is_floating_point() else None).contiguous()
+        state[k] = t.to(device=device, dtype=dtype if t.is_floating_point() else None).contiguous()
     weights.clear()
     model.load_state_dict(state, strict=True, assign=True)
     for name, buf in list(model.named_buffers()):
@@ -134,7 +140,8 @@ def _materialise(model: torch.nn.Module, weights: dict[str, torch.Tensor], dtype
             if not name.endswith("position_ids"):
                 raise CheckpointError(f"{source}: the {what} has no value for buffer {name}")
             owner = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
-            owner.register_buffer("position_ids", torch.arange(buf.shape[-1]).expand(buf.shape), persistent=False)
+            ids = torch.arange(buf.shape[-1], device=device).expand(buf.shape)
+            owner.register_buffer("position_ids", ids, persistent=False)
     model.eval()
     model.requires_grad_(False)
 
@@ -144,24 +151,24 @@ def _on_meta(factory: Callable[[], torch.nn.Module]) -> torch.nn.Module:
         return factory()
 
 
-def build_unet(config: dict[str, Any], weights: dict[str, torch.Tensor], dtype: torch.dtype, source: str):
+def build_unet(config: dict[str, Any], weights: dict[str, torch.Tensor], dtype: torch.dtype, source: str, device=None):
     """UNet from original-layout tensors; consumes ``weights`` to keep peak memory at one model."""
     from diffusers import UNet2DConditionModel
 
     converted = _converters().convert_ldm_unet_checkpoint(weights, dict(config))
     weights.clear()  # the converted dict now holds the only references
     model = _on_meta(lambda: UNet2DConditionModel.from_config(config))
-    _materialise(model, converted, dtype, "UNet", source)
+    _materialise(model, converted, dtype, "UNet", source, device)
     return model
 
 
-def build_vae(config: dict[str, Any], weights: dict[str, torch.Tensor], dtype: torch.dtype, source: str):
+def build_vae(config: dict[str, Any], weights: dict[str, torch.Tensor], dtype: torch.dtype, source: str, device=None):
     from diffusers import AutoencoderKL
 
     converted = _converters().convert_ldm_vae_checkpoint(weights, dict(config))
     weights.clear()  # the converted dict now holds the only references
     model = _on_meta(lambda: AutoencoderKL.from_config(config))
-    _materialise(model, converted, dtype, "VAE", source)
+    _materialise(model, converted, dtype, "VAE", source, device)
     return model
 
 
@@ -174,7 +181,7 @@ def _text_model_class(name: str):
 
 
 def build_text_encoder(
-    enc: TextEncoderConfig, weights: dict[str, torch.Tensor], prefix: str, dtype: torch.dtype, source: str
+    enc: TextEncoderConfig, weights: dict[str, torch.Tensor], prefix: str, dtype: torch.dtype, source: str, device=None
 ):
     from transformers import CLIPTextConfig
 
@@ -189,7 +196,7 @@ def build_text_encoder(
     weights.clear()
     if not hasattr(model, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
         converted = {k.removeprefix("text_model."): v for k, v in converted.items()}
-    _materialise(model, converted, dtype, f"text encoder {prefix.rstrip('.')}", source)
+    _materialise(model, converted, dtype, f"text encoder {prefix.rstrip('.')}", source, device)
     return model
 
 
@@ -249,7 +256,7 @@ def load_single_file(path: Path, settings: Settings) -> LoadedCheckpoint:
         "variant": det.variant,
     }
 
-    unet = build_unet(cfg.unet, weights.prefixed(UNET_PREFIX), dtype, source).to(device)
+    unet = build_unet(cfg.unet, weights.prefixed(UNET_PREFIX), dtype, source, device)
     model = DiffusionModel(
         unet=unet,
         scheduler_config=_scheduler_config(cfg),
@@ -262,7 +269,7 @@ def load_single_file(path: Path, settings: Settings) -> LoadedCheckpoint:
     vae = None
     if weights.has_prefix(VAE_PREFIX):
         vdtype = _vae_dtype(cfg.vae, dtype)
-        module = build_vae(cfg.vae, weights.prefixed(VAE_PREFIX), vdtype, source).to(device)
+        module = build_vae(cfg.vae, weights.prefixed(VAE_PREFIX), vdtype, source, device)
         vae = Autoencoder(vae=module, arch=cfg.arch, device=device, dtype=vdtype, info=dict(info))
 
     clip = None
@@ -271,7 +278,7 @@ def load_single_file(path: Path, settings: Settings) -> LoadedCheckpoint:
         if len(cfg.text_encoders) != len(slots):
             raise CheckpointError(f"{source}: {cfg.arch} needs {len(slots)} text encoder configs, got {len(cfg.text_encoders)}")
         encoders = [
-            build_text_encoder(enc, weights.prefixed(prefix), prefix, dtype, source)
+            build_text_encoder(enc, weights.prefixed(prefix), prefix, dtype, source, device)
             for (prefix, _), enc in zip(slots, cfg.text_encoders)
         ]
         clip = _text_encoder(cfg.arch, encoders, cfg.text_encoders, device, dtype, info=dict(info))
@@ -432,7 +439,7 @@ def load_vae(path: str | Path, settings: Settings) -> Autoencoder:
         config = fit_vae_config(_view(weights, tensors), prefix, base)
         why = "file name" if arch == "sdxl" else "default (SD1)"
     vdtype = _vae_dtype(config, dtype)
-    module = build_vae(config, tensors, vdtype, path.name).to(device)
+    module = build_vae(config, tensors, vdtype, path.name, device)
     return Autoencoder(vae=module, arch=arch, device=device, dtype=vdtype,
                        info={"source": str(path), "scaling_factor_source": why})
 
