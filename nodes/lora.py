@@ -101,7 +101,8 @@ def read_lora(path: str | Path) -> LoraFile:
                 unsupported.append(key)
     complete = {k: p for k, p in pairs.items() if p.down is not None and p.up is not None}
     if not complete:
-        raise CheckpointError(f"{Path(path).name} holds no LoRA weights (lora_down/lora_up or lora_A/lora_B pairs)")
+        kind = " (its LoHa/LoKr/DoRA-style weights are not supported)" if unsupported else ""
+        raise CheckpointError(f"{Path(path).name} holds no LoRA weights (lora_down/lora_up or lora_A/lora_B pairs){kind}")
     return LoraFile(Path(path).name, complete, unsupported)
 
 
@@ -266,6 +267,8 @@ def _apply_node(ctx, model, clip, lora_name, strength_model, strength_clip):
         result = apply_lora(lora, model, clip, strength_model, strength_clip)
     except ValueError as exc:
         raise NodeInputError("lora_name", str(exc)) from None
+    if lora.unsupported:
+        log.warning("%s: %d weights of unsupported kinds ignored (e.g. %s)", lora.name, len(lora.unsupported), lora.unsupported[0])
     if result.unmatched:
         log.warning("%s: %d LoRA layers match nothing in the model (e.g. %s)", lora.name, len(result.unmatched), result.unmatched[0])
     return result
