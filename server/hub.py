@@ -106,9 +106,11 @@ class Hub:
         return [text for log_ in self._logs.values() if log_.client_id == sid for text in log_.messages]
 
     async def close_all(self) -> None:
-        for conns in list(self._clients.values()):
-            for conn in list(conns):
-                await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+        conns = [c for group in self._clients.values() for c in group]
+        await asyncio.gather(
+            *(c.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for c in conns),
+            return_exceptions=True,
+        )
 
     # -- sending ------------------------------------------------------------------------------
     def publish(self, prompt_id: str, client_id: str | None, kind: str, data: dict[str, Any], *, final: bool = False) -> None:
