@@ -30,6 +30,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True)
 class ServerConfig:
+    """How the server guards itself; the engine and the store are passed separately."""
+
     #: When set, every request must carry it (``Authorization: Bearer`` or ``?token=``).
     auth_token: str | None = None
     max_upload_bytes: int = 64 * MiB

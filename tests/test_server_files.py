@@ -83,6 +83,11 @@ def test_upload_and_body_size_limits(lg_settings):
     async def go():
         config = ServerConfig(max_upload_bytes=20_000, max_body_bytes=10_000)
         async with serving(lg_settings, config=config) as client:
+            noise = io.BytesIO()
+            Image.frombytes("RGB", (64, 64), os.urandom(64 * 64 * 3)).save(noise, format="PNG")
+            assert 10_000 < len(noise.getvalue()) < 20_000  # above the JSON limit, below the upload one
+            status, body = await client.post("/upload/image", data=form(noise.getvalue(), "noise.png"))
+            assert status == 200, body
             big = png_bytes(size=(400, 400), fmt="BMP")  # ~480 kB
             status, body = await client.post("/upload/image", data=form(big, "big.bmp"))
             assert status == 413 and body["error"]["type"] == "too_large"
