@@ -9,3 +9,6 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("LATENTGRAPH_DEVICE", "cpu")
+# The test models are tiny: one intra-op thread is faster than two (thread hand-off dominates),
+# and it keeps parallel test processes (CLI and server subprocesses) from fighting over cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
