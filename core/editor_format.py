@@ -338,7 +338,8 @@ class _Converter:
         self.definitions: dict[str, _Definition] = {}
         self.groups: dict[str, Any] = {}
         self.prompt: dict[str, Any] = {}
-        self._applied: dict[int, Any] = {}
+        #: Keyed by the widget object itself (identity): ``id()`` keys were reused by later widgets.
+        self._applied: dict[_Widget, Any] = {}
         self._reported: set[tuple[str, str]] = set()
 
     # -- entry point --------------------------------------------------------------------------
@@ -541,14 +542,13 @@ class _Converter:
         """The value a widget runs with: its stored value, or the control mode applied once."""
         if not self.apply_controls or widget.control in (None, "fixed"):
             return widget.value
-        key = id(widget)
-        if key not in self._applied:
+        if widget not in self._applied:
             value = apply_control(widget.value, widget.control, inp, self.rng)
-            self._applied[key] = value
+            self._applied[widget] = value
             if widget.home is not None:
                 values, index = widget.home
                 values[index] = value
-        return self._applied[key]
+        return self._applied[widget]
 
     # -- following links ----------------------------------------------------------------------
     def _resolve_input(self, entry: _Entry, index: int, want: str, visited: set[tuple[str, str, int]]) -> _Source | _Value | None:

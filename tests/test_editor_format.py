@@ -188,6 +188,15 @@ def test_control_modes_applied_only_when_asked(registry, mode, expected):
     assert applied.workflow["nodes"][0]["widgets_values"][:2] == [expected, mode]
 
 
+def test_control_applied_to_every_seeded_node(registry):
+    ed = Editor()
+    for i in range(1, 30):
+        ed.node(i, "Seeded", widgets=[i * 10, "increment", 0], outputs=["INT"])
+    applied = convert(registry, ed.json(), apply_controls=True)
+    assert all(inputs_of(applied.prompt, str(i))["seed"] == i * 10 + 1 for i in range(1, 30))
+    assert [n["widgets_values"][0] for n in applied.workflow["nodes"]] == [i * 10 + 1 for i in range(1, 30)]
+
+
 def test_randomize_stays_in_range_and_is_clamped(registry):
     ed = Editor()
     ed.node(1, "Seeded", widgets=[1000, "randomize", 0], outputs=["INT"])
