@@ -301,7 +301,7 @@ def fit_text_encoder_config(
         if arch == "sd2" and layers == 24:
             layers = 23  # SD2 conditions on the penultimate layer; diffusers drops the last one
     else:
-        tm = prefix + "text_model."
+        tm = prefix + "text_model." if weights.has_prefix(prefix + "text_model.") else prefix
         token = weights.shape(tm + "embeddings.token_embedding.weight")
         pos = weights.shape(tm + "embeddings.position_embedding.weight")
         layers = len(_indices(keys, tm + "encoder.layers."))

@@ -194,8 +194,10 @@ def build_text_encoder(
     else:
         converted = sfu.convert_ldm_clip_checkpoint(weights, remove_prefix=prefix)
     weights.clear()
-    if not hasattr(model, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
-        converted = {k.removeprefix("text_model."): v for k, v in converted.items()}
+    # Files (and transformers >= 5.6's CLIPTextModel) may or may not nest weights under "text_model."
+    converted = {k.removeprefix("text_model."): v for k, v in converted.items()}
+    if hasattr(model, "text_model"):
+        converted = {(k if k.startswith("text_projection") else "text_model." + k): v for k, v in converted.items()}
     _materialise(model, converted, dtype, f"text encoder {prefix.rstrip('.')}", source, device)
     return model
 

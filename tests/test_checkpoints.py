@@ -409,3 +409,15 @@ def test_txt2img_workflow_with_lora_runs_caches_and_reloads_a_replaced_file(tmp_
     make_tiny_checkpoint(ckpt, "sd1", seed=5)  # replaced on disk: the loader and its dependants run again
     third = engine.run(wf)
     assert third.status == "success" and "4" in third.executed and "9" in third.executed
+
+
+def test_clip_weights_without_the_text_model_level_load_too(tmp_path):
+    """Checkpoints saved from newer transformers store ``cond_stage_model.transformer.encoder…``."""
+    path = make_tiny_checkpoint(tmp_path / "a.safetensors", "sd1", with_metadata=False)
+    tensors = {k.replace("cond_stage_model.transformer.text_model.", "cond_stage_model.transformer."): v
+               for k, v in open_weights(path).prefixed("").items()}
+    save_file(tensors, str(tmp_path / "flat.safetensors"))
+    settings = Env(tmp_path / "e").settings
+    ref = load_checkpoint(path, settings).clip.encoders[0].state_dict()
+    got = load_checkpoint(tmp_path / "flat.safetensors", settings).clip.encoders[0].state_dict()
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
