@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +316,9 @@ def load_diffusers_folder(folder: Path, settings: Settings) -> LoadedCheckpoint:
     except (OSError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{folder.name}: not a readable diffusers folder: {exc}") from exc
     arch = cfg.arch
+    if "beta_schedule" not in cfg.scheduler:  # no scheduler folder: the family's training schedule
+        shipped = "sd2_v" if cfg.scheduler.get("prediction_type") == "v_prediction" and arch == "sd2" else arch
+        cfg = replace(cfg, scheduler={**load_shipped_config(shipped).scheduler, **cfg.scheduler})
     device, dtype = device_and_dtype(settings)
     info = {"source": str(folder), "format": "diffusers", "config_source": str(folder), "detection": ["model_index.json"]}
     try:

@@ -177,6 +177,9 @@ def test_diffusers_folder_loads_like_the_single_file(env, sd1, tmp_path):
     assert "tiny-diffusers" in env.settings.list_models("checkpoints")
     model2, clip2, vae2 = env.run("LoadCheckpoint", ckpt_name="tiny-diffusers")
     assert model2.info["format"] == "diffusers" and model2.arch == "sd1"
+    assert model2.scheduler_config == model.scheduler_config
+    (folder / "scheduler" / "scheduler_config.json").unlink()  # optional: the family's schedule is used
+    assert env.run("LoadCheckpoint", ckpt_name="tiny-diffusers")[0].scheduler_config["beta_schedule"] == "scaled_linear"
     (c1,) = env.run("CLIPTextEncode", clip=clip, text="same prompt")
     (c2,) = env.run("CLIPTextEncode", clip=clip2, text="same prompt")
     torch.testing.assert_close(c1[0][0], c2[0][0])
