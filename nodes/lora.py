@@ -12,7 +12,7 @@ architecture is reported instead of half-applied):
   ``lora_te_…`` (SD1/SD2), ``lora_te1_…``/``lora_te2_…`` (SDXL), with ``.lora_down.weight``,
   ``.lora_up.weight`` and ``.alpha``;
 * diffusers / PEFT: ``unet.<module>.lora_A.weight`` / ``lora_B.weight``, ``text_encoder.…``,
-  ``text_encoder_2.…``, and the older ``…processor.to_q_lora.down.weight`` and
+  ``text_encoder_2.…`` (``lora_alpha`` from the ``lora_adapter_metadata`` entry), and the older ``…processor.to_q_lora.down.weight`` and
   ``…lora_linear_layer.up.weight`` spellings;
 * ComfyUI-style ``diffusion_model.<original module>.lora_…``.
 """
@@ -20,6 +20,7 @@ architecture is reported instead of half-applied):
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -99,11 +100,33 @@ def read_lora(path: str | Path) -> LoraFile:
         else:
             if key.endswith(_UNSUPPORTED):
                 unsupported.append(key)
+    _peft_alphas(pairs, weights.metadata.get("lora_adapter_metadata"))
     complete = {k: p for k, p in pairs.items() if p.down is not None and p.up is not None}
     if not complete:
         kind = " (its LoHa/LoKr/DoRA-style weights are not supported)" if unsupported else ""
         raise CheckpointError(f"{Path(path).name} holds no LoRA weights (lora_down/lora_up or lora_A/lora_B pairs){kind}")
     return LoraFile(Path(path).name, complete, unsupported)
+
+
+def _peft_alphas(pairs: dict[str, LoraPair], raw: str | None) -> None:
+    """diffusers saves PEFT's ``lora_alpha`` (and per-layer ``alpha_pattern``) in the file metadata."""
+    if not raw:
+        return
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        log.warning("unreadable lora_adapter_metadata ignored")
+        return
+    for layer, pair in pairs.items():
+        if pair.alpha is not None:
+            continue
+        component, _, module = layer.partition(".")
+        alpha = meta.get(f"{component}.lora_alpha")
+        for pattern, value in (meta.get(f"{component}.alpha_pattern") or {}).items():
+            if module == pattern or module.endswith("." + pattern):
+                alpha = value
+        if alpha is not None:
+            pair.alpha = float(alpha)
 
 
 # -- names -----------------------------------------------------------------------------------

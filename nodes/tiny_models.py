@@ -19,6 +19,7 @@ assumes (``EmptyLatentImage`` 512x512 → 64x64), at widths (8, 16, 32, 32).
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -202,7 +203,7 @@ def make_tiny_lora(
     seed: int = 0,
     *,
     rank: int = 4,
-    alpha: float = 4.0,
+    alpha: float = 8.0,
     lora_format: str = "kohya",
     text_encoder: bool = True,
 ) -> Path:
@@ -230,11 +231,11 @@ def make_tiny_lora(
         w = layer.weight
         down = torch.randn(rank, w.shape[1], generator=gen) * 0.1
         up = torch.randn(w.shape[0], rank, generator=gen) * 0.1
-        if lora_format == "peft":
+        if lora_format == "peft":  # alpha goes into the metadata, as diffusers saves it
             out[f"{name}.lora_A.weight"], out[f"{name}.lora_B.weight"] = down, up
         else:
             out[f"{name}.lora_down.weight"], out[f"{name}.lora_up.weight"] = down, up
-        out[f"{name}.alpha"] = torch.tensor(float(alpha))
+            out[f"{name}.alpha"] = torch.tensor(float(alpha))
 
     ldm_map = unet_module_map(cfg.unet)
     for mod_path, layer in unet.named_modules():
@@ -256,7 +257,12 @@ def make_tiny_lora(
                         add(f"{prefix}_" + full.replace(".", "_"), layer)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(out, str(path), metadata={"latentgraph.tiny": f"lora {arch} {lora_format} seed={seed}"})
+    metadata = {}
+    if lora_format == "peft":
+        components = ["unet", "text_encoder", "text_encoder_2"][: 1 + (len(encoders) if text_encoder else 0)]
+        adapter = {f"{c}.{k}": v for c in components for k, v in (("r", rank), ("lora_alpha", alpha))}
+        metadata["lora_adapter_metadata"] = json.dumps(adapter, sort_keys=True)
+    save_file(out, str(path), metadata=metadata)
     return path
 
 
