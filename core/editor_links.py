@@ -1,0 +1,76 @@
+"""Reading the links of an editor-format workflow, whichever of the editor's JSON forms they take.
+
+The editor has saved links as ``[id, from_node, from_slot, to_node, to_slot, type]`` arrays and,
+newer, as objects ``{id, origin_id, origin_slot, target_id, target_slot, type}``, as a list or keyed
+by id. Everything downstream sees one :class:`EditorLink` shape, with ids as strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class EditorLink:
+    id: str
+    origin_id: str
+    origin_slot: int
+    target_id: str
+    target_slot: int
+    type: str = "*"
+
+
+def parse_links(raw: Any) -> tuple[dict[str, EditorLink], list[str]]:
+    """Links in array form, object form, or an object keyed by id; returns (links, problems)."""
+    items: Iterable[Any]
+    if raw is None:
+        items = []
+    elif isinstance(raw, dict):
+        items = raw.values()
+    elif isinstance(raw, list):
+        items = raw
+    else:
+        return {}, [f"'links' must be a list, got {type(raw).__name__}"]
+    links: dict[str, EditorLink] = {}
+    problems: list[str] = []
+    for item in items:
+        link = _parse_link(item)
+        if link is None:
+            problems.append(f"unreadable link entry {str(item)[:80]}")
+        else:
+            links[link.id] = link
+    return links, problems
+
+
+def _parse_link(item: Any) -> EditorLink | None:
+    try:
+        if isinstance(item, (list, tuple)) and len(item) >= 5:
+            lid, origin, oslot, target, tslot = item[:5]
+            ltype = item[5] if len(item) > 5 else "*"
+        elif isinstance(item, dict):
+            lid, origin, oslot = item["id"], item["origin_id"], item["origin_slot"]
+            target, tslot, ltype = item["target_id"], item["target_slot"], item.get("type", "*")
+        else:
+            return None
+        if lid is None or origin is None or target is None:
+            return None
+        return EditorLink(str(lid), str(origin), int(oslot), str(target), int(tslot), str(ltype))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def types_compatible(a: str, b: str) -> bool:
+    """Whether two socket types may connect: equal, a wildcard, or sharing one of a ``"A,B"`` list."""
+    if a == b or a in ("*", "") or b in ("*", ""):
+        return True
+    return bool(set(a.split(",")) & set(b.split(",")))
+
+
+def input_name(inp: Mapping[str, Any]) -> str:
+    """The node input an ``inputs[]`` entry stands for (a widget turned socket names its widget)."""
+    widget = inp.get("widget")
+    if isinstance(widget, dict) and widget.get("name"):
+        return str(widget["name"])
+    return str(inp.get("name") or "")
