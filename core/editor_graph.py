@@ -29,10 +29,13 @@ VALUE_NODES = frozenset({"PrimitiveInt", "PrimitiveFloat", "PrimitiveBoolean", "
 GROUP_PREFIXES = ("workflow>", "workflow/")
 
 
-def node_inputs(node: Mapping[str, Any]) -> list[Any]:
-    """A node's ``inputs`` list, or an empty one when the JSON has none (or something else)."""
-    value = node.get("inputs")
+def as_list(value: Any) -> list[Any]:
+    """``value`` if it is a list, else an empty one: editor JSON from the wild may hold anything."""
     return value if isinstance(value, list) else []
+
+
+def node_inputs(node: Mapping[str, Any]) -> list[Any]:
+    return as_list(node.get("inputs"))
 
 
 @dataclass(eq=False)
@@ -132,7 +135,8 @@ class Entry:
         return {name: widget for (local, name), widget in instance.overrides.items() if local == self.local_id}
 
     def subgraph_input_index(self, slot: int) -> int | None:
-        """For a subgraph instance: which of its ``inputs`` carries the subgraph's input ``slot``."""
+        """For a subgraph instance: which of its ``inputs`` carries the subgraph's input ``slot``
+        (``None`` when none does, or that entry is not an object)."""
         definition = self.definition
         assert definition is not None
         if slot >= len(definition.inputs):
@@ -141,7 +145,7 @@ class Entry:
         for i, inp in enumerate(self.inputs):
             if isinstance(inp, dict) and inp.get("name") == name:
                 return i
-        if len(self.inputs) == len(definition.inputs):
+        if len(self.inputs) == len(definition.inputs) and isinstance(self.inputs[slot], dict):
             return slot
         return None
 

@@ -18,6 +18,7 @@ from latentgraph.editor_graph import (
     Problems,
     Scope,
     Widget,
+    as_list,
 )
 from latentgraph.editor_links import input_name, types_compatible
 from latentgraph.editor_widgets import take_widget
@@ -121,7 +122,7 @@ class InputTracer:
             return None
         link = None
         if 0 <= slot < len(definition.outputs):
-            for lid in definition.outputs[slot].get("linkIds") or []:
+            for lid in as_list(definition.outputs[slot].get("linkIds")):
                 candidate = definition.links.get(str(lid))
                 if candidate is not None and candidate.target_id == SUBGRAPH_OUTPUT_NODE:
                     link = candidate
@@ -146,9 +147,9 @@ def bypass_input(entry: Entry, slot: int, want: str) -> int:
     """Which input a bypassed node passes to output ``slot``: same index if its type fits,
     else the first input of exactly the wanted type, else the first compatible one; -1 for none."""
     types = [str(i.get("type") or "*") if isinstance(i, dict) else "*" for i in entry.inputs]
-    if not types:
+    if not types or slot < 0:
         return -1
-    outputs = entry.node.get("outputs") if isinstance(entry.node.get("outputs"), list) else []
+    outputs = as_list(entry.node.get("outputs"))
     if slot < len(outputs) and isinstance(outputs[slot], dict):
         out_type = str(outputs[slot].get("type") or "*")
     elif entry.spec is not None and slot < len(entry.spec.outputs):

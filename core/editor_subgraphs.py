@@ -19,6 +19,7 @@ from latentgraph.editor_graph import (
     Entry,
     Problems,
     Widget,
+    as_list,
     node_inputs,
     short,
 )
@@ -69,10 +70,10 @@ class Subgraphs:
             self.definitions[sid] = Definition(
                 sid,
                 str(raw.get("name") or ""),
-                [n for n in raw.get("nodes") or [] if isinstance(n, dict)],
+                [n for n in as_list(raw.get("nodes")) if isinstance(n, dict)],
                 links,
-                [i for i in raw.get("inputs") or [] if isinstance(i, dict)],
-                [o for o in raw.get("outputs") or [] if isinstance(o, dict)],
+                [i for i in as_list(raw.get("inputs")) if isinstance(i, dict)],
+                [o for o in as_list(raw.get("outputs")) if isinstance(o, dict)],
             )
             self._collect_definitions(raw)  # nested definitions
 
@@ -97,12 +98,12 @@ class Subgraphs:
         for index, raw in enumerate(group["nodes"]):
             node = dict(raw) if isinstance(raw, dict) else {}
             node["id"] = index
-            node["inputs"] = [dict(i, link=None) for i in node.get("inputs") or [] if isinstance(i, dict)]
+            node["inputs"] = [dict(i, link=None) for i in node_inputs(node) if isinstance(i, dict)]
             nodes.append(node)
         links: dict[str, EditorLink] = {}
         linked_in: set[tuple[int, int]] = set()
         linked_out: set[tuple[int, int]] = set()
-        for raw in group.get("links") or []:
+        for raw in as_list(group.get("links")):
             if not isinstance(raw, (list, tuple)) or len(raw) < 4 or raw[0] is None:
                 continue
             try:
@@ -115,9 +116,13 @@ class Subgraphs:
                 nodes[dst]["inputs"][dst_slot]["link"] = lid
             linked_in.add((dst, dst_slot))
             linked_out.add((src, src_slot))
-        external = {
-            (int(e[0]), int(e[1])) for e in group.get("external") or [] if isinstance(e, (list, tuple)) and len(e) >= 2
-        }
+        external: set[tuple[int, int]] = set()  # outputs used inside that still leave the group
+        for raw in as_list(group.get("external")):
+            if isinstance(raw, list) and len(raw) >= 2:
+                try:
+                    external.add((int(raw[0]), int(raw[1])))
+                except (TypeError, ValueError):
+                    continue
 
         # Inputs: unlinked sockets node by node, then widgets turned into sockets.
         plain, converted = [], []
@@ -140,7 +145,7 @@ class Subgraphs:
         sub_outputs = []
         for index, node in enumerate(nodes):
             spec = self._spec(node)
-            count = len(spec.outputs) if spec is not None else len(node.get("outputs") or [])
+            count = len(spec.outputs) if spec is not None else len(as_list(node.get("outputs")))
             for slot in range(count):
                 if (index, slot) in linked_out and (index, slot) not in external:
                     continue
@@ -215,7 +220,7 @@ class Subgraphs:
         definition = entry.definition
         assert definition is not None
         index = entry.subgraph_input_index(slot)
-        marked = index is not None and isinstance(entry.inputs[index], dict) and "widget" in entry.inputs[index]
+        marked = index is not None and "widget" in entry.inputs[index]
         for link in definition.links.values():
             if link.origin_id != SUBGRAPH_INPUT_NODE or link.origin_slot != slot:
                 continue

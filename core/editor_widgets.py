@@ -76,7 +76,7 @@ def node_widgets(entry: Entry, spec: NodeSpec, problems: Problems) -> dict[str, 
             continue
         out[inp.name], pos = take_widget(raw, pos, has_control(inp))
     leftover = raw[pos:]
-    if len(leftover) == 1 and leftover[0] in UPLOAD_VALUES and any(i.type == "COMBO" for i in spec.inputs):
+    if len(leftover) == 1 and isinstance(leftover[0], str) and leftover[0] in UPLOAD_VALUES and any(i.type == "COMBO" for i in spec.inputs):
         leftover = []
     if missing or leftover:
         expected = ", ".join(w.name + (" (+control_after_generate)" if has_control(w) else "") for w in order)

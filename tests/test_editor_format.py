@@ -237,6 +237,14 @@ def test_widget_count_mismatch_names_node(registry, values, words):
     assert "expected: a, b, scale" in result.report.node_errors["7"].errors[0].details
 
 
+def test_unhashable_leftover_widget_value_reported(registry):
+    ed = Editor()
+    ed.node(7, "Add", widgets=[1, 2, 3, [4]], outputs=["INT"])
+    result = convert(registry, ed.json())
+    (node_id, kind, message), = errors_of(result.report)
+    assert node_id == "7" and kind == "widget_count_mismatch" and "1 left over" in message
+
+
 def test_upload_button_value_is_ignored(registry):
     ed = Editor()
     ed.node(1, "LoadImage", widgets=["example.png", "image"], outputs=["IMAGE", "MASK"])
@@ -530,6 +538,33 @@ def test_promoted_widgets_without_instance_sockets(registry):
     p = convert(registry, wf).prompt
     assert inputs_of(p, "7:4")["b"] == 10
     assert inputs_of(p, "8:4")["b"] == 0
+
+
+def test_unreadable_instance_input_entry_leaves_input_unlinked(registry):
+    wf = subgraph_workflow()
+    wf["nodes"][1]["inputs"][0] = None  # instance 7's latent socket is not an object
+    p = convert(registry, wf).prompt
+    assert "latent" not in inputs_of(p, "7:3:2")
+    assert inputs_of(p, "8:3:2")["latent"] == ["1", 0]
+
+
+def test_malformed_nested_graphs_do_not_raise(registry):
+    """Editor JSON from the wild may hold anything; a value that makes no sense is skipped."""
+    wf = chain("array")
+    wf["nodes"][1]["mode"] = 4  # a bypassed Size, its output read from a slot that cannot exist
+    wf["links"][1][2] = -5
+    assert "value" not in inputs_of(convert(registry, wf).prompt, "3")
+
+    wf = subgraph_workflow()
+    wf["definitions"]["subgraphs"][1]["nodes"] = 1  # the nested subgraph's nodes are not a list
+    assert "7:3:2" not in convert(registry, wf).prompt
+
+    wf = chain("array")
+    wf["nodes"][0]["type"] = "workflow>g"
+    group = {"nodes": [{"type": "Blob", "inputs": 3, "widgets_values": [2, 5]}], "links": 7, "external": [["x", 0], None]}
+    wf["extra"]["groupNodes"] = {"g": group}
+    p = convert(registry, wf).prompt
+    assert inputs_of(p, "1:0") == {"kib": 2, "tag": 5} and inputs_of(p, "2") == {"latent": ["1:0", 0]}
 
 
 def test_subgraph_input_linked_from_outside_overrides_widget(registry):
