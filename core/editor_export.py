@@ -42,11 +42,18 @@ def api_to_editor(prompt: Mapping[str, Any], registry: NodeRegistry) -> tuple[di
     if report:
         return {}, report
 
+    def inputs_of(key: str) -> dict[str, Any]:
+        inputs = prompt[key].get("inputs")
+        return inputs if isinstance(inputs, dict) else {}
+
     def links_of(key: str) -> dict[str, tuple[str, int]]:
         found = {}
-        for name, value in (prompt[key].get("inputs") or {}).items():
+        for name, value in inputs_of(key).items():
             if isinstance(value, list) and len(value) == 2 and str(value[0]) in specs:
-                found[name] = (str(value[0]), int(value[1]))
+                try:
+                    found[name] = (str(value[0]), int(value[1]))
+                except (TypeError, ValueError):
+                    continue  # not a link: reported below as a value the editor cannot show
         return found
 
     depth: dict[str, int] = {}
@@ -62,7 +69,7 @@ def api_to_editor(prompt: Mapping[str, Any], registry: NodeRegistry) -> tuple[di
     rows: dict[int, int] = {}
     for order, key in enumerate(sorted(specs, key=lambda k: (depth_of(k), ids[k]))):
         spec, entry = specs[key], prompt[key]
-        values = entry.get("inputs") or {}
+        values = inputs_of(key)
         linked = links_of(key)
         widgets: list[Any] = []
         trailing_absent = 0

@@ -856,3 +856,9 @@ def test_api_to_editor_renumbers_and_reports(registry):
     assert blob_id not in ("a", "2", "3") and back["2"]["inputs"] == {"latent": [blob_id, 0]}
     _, report = api_to_editor({"1": {"class_type": "Nope", "inputs": {}}}, registry)
     assert report.node_errors["1"].errors[0].type == "missing_node_type"
+
+
+def test_api_to_editor_reports_unreadable_links(registry):
+    api = {"1": {"class_type": "Blob", "inputs": ["kib"]}, "2": {"class_type": "Size", "inputs": {"latent": ["1", "x"]}}}
+    _, report = api_to_editor(api, registry)
+    assert [e.type for e in report.node_errors["2"].errors] == ["invalid_input_type"]
