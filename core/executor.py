@@ -115,8 +115,7 @@ class Executor:
         values, to_run = self._plan(graph, keys, result)
         running = set(to_run)
         result.cached = [nid for nid in graph.order if nid not in running]
-        if result.cached:
-            sink(NodesCached(prompt_id, tuple(result.cached)))
+        sink(NodesCached(prompt_id, tuple(result.cached)))  # also when empty, like ComfyUI
 
         # How many pending consumers each value still has: dropped at zero.
         pending: dict[str, int] = {}
