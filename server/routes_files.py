@@ -7,10 +7,12 @@ import io
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
+from typing import get_args
 
 from aiohttp import web
 
 from latentgraph.server.app import JsonError, add_route, state_of
+from latentgraph.server.schemas import FolderType, UploadForm, validate
 from latentgraph.server.security import (
     UnsafePath,
     name_for_kind,
@@ -22,7 +24,7 @@ from latentgraph.server.security import (
 )
 from latentgraph.settings import Settings
 
-FOLDER_TYPES = ("output", "input", "temp")
+FOLDER_TYPES: tuple[str, ...] = get_args(FolderType)
 MAX_FIELD = 4096
 
 
@@ -131,22 +133,20 @@ async def upload_image(request: web.Request) -> web.Response:
         else:
             while await part.read_chunk(256 * 1024):
                 pass
+    form = validate(UploadForm, fields)
     if data is None:
         raise JsonError(400, "bad_request", "no 'image' file in the upload")
     kind = await asyncio.to_thread(sniff_image, bytes(data))
     if kind is None:
         raise JsonError(415, "unsupported_media_type", "the upload is not an image Pillow can read (PNG, JPEG, WebP, GIF, BMP, TIFF)")
-    folder_type = fields.get("type") or "input"
-    root = folder_for(state.engine.settings, folder_type)
-    subfolder = fields.get("subfolder", "")
-    overwrite = fields.get("overwrite", "").strip().lower() in ("true", "1", "yes")
+    root = folder_for(state.engine.settings, form.type)
     name = name_for_kind(safe_filename(filename), kind)
     try:
-        saved = await asyncio.to_thread(_store_upload, root, subfolder, name, bytes(data), overwrite)
+        saved = await asyncio.to_thread(_store_upload, root, form.subfolder, name, bytes(data), form.overwrite)
     except UnsafePath as exc:
         raise JsonError(403, "forbidden", str(exc)) from None
-    clean_sub = "/".join(relative_parts(subfolder))
-    return web.json_response({"name": saved, "subfolder": clean_sub, "type": folder_type})
+    clean_sub = "/".join(relative_parts(form.subfolder))
+    return web.json_response({"name": saved, "subfolder": clean_sub, "type": form.type})
 
 
 def _store_upload(root: Path, subfolder: str, name: str, data: bytes, overwrite: bool) -> str:

@@ -14,7 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from latentgraph.object_info import object_info
-from latentgraph.server.app import JsonError, add_route, read_json, state_of
+from latentgraph.server.app import JsonError, add_route, state_of
+from latentgraph.server.schemas import FreeRequest, parse_body
 from latentgraph.settings import MODEL_FOLDERS
 
 _FOLDER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -153,11 +154,9 @@ async def features(request: web.Request) -> web.Response:
 async def free(request: web.Request) -> web.Response:
     """``{unload_models, free_memory}``: drop every cached result (models included)."""
     state = state_of(request)
-    body = await read_json(request, default={})
-    if not isinstance(body, dict):
-        raise JsonError(400, "bad_request", "the body must be a JSON object")
+    body = await parse_body(request, FreeRequest)
     freed = False
-    if body.get("unload_models") or body.get("free_memory"):
+    if body.unload_models or body.free_memory:
         state.engine.cache.clear()
         await asyncio.to_thread(_release_memory)
         freed = True

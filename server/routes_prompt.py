@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import uuid
 from typing import Any
 
 from aiohttp import web
 
-from latentgraph.server.app import JsonError, ServerState, add_route, read_json, state_of
+from latentgraph.server.app import JsonError, ServerState, add_route, state_of
+from latentgraph.server.schemas import ClearOrDelete, InterruptRequest, PromptRequest, parse_body
 from latentgraph.store import DuplicatePromptId, QueueItem
-
-MAX_ID = 200
 
 
 def setup(app: web.Application) -> None:
@@ -26,58 +24,28 @@ def setup(app: web.Application) -> None:
     add_route(app, "POST", "/interrupt", post_interrupt)
 
 
-def _optional_str(body: dict[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) > MAX_ID:
-        raise JsonError(400, "invalid_prompt", f"'{key}' must be a string of at most {MAX_ID} characters")
-    return value
-
-
-def _check(state: ServerState, body: dict[str, Any]) -> QueueItem | tuple[int, dict[str, Any]]:
+def _check(state: ServerState, body: PromptRequest) -> QueueItem | tuple[int, dict[str, Any]]:
     """Validate one prompt into a queue item (runs in a thread: validation may list files)."""
-    prompt = body.get("prompt")
-    if not isinstance(prompt, dict) or not prompt:
-        raise JsonError(400, "no_prompt", "No prompt provided", "'prompt' must be an API-format workflow object")
-    client_id = _optional_str(body, "client_id")
-    prompt_id = _optional_str(body, "prompt_id") or str(uuid.uuid4())
-    extra_data = body.get("extra_data") or {}
-    if not isinstance(extra_data, dict):
-        raise JsonError(400, "invalid_prompt", "'extra_data' must be an object")
-    targets = body.get("partial_execution_targets")
-    if targets is not None and not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
-        raise JsonError(400, "invalid_prompt", "'partial_execution_targets' must be a list of node ids")
-    graph, report = state.engine.check(prompt, targets=targets)
+    graph, report = state.engine.check(body.prompt, targets=body.partial_execution_targets)
     if graph is None:
         return 400, report.to_dict()
-    if "number" in body and body["number"] is not None:
-        try:
-            number = float(body["number"])
-        except (TypeError, ValueError):
-            raise JsonError(400, "invalid_prompt", "'number' must be a number") from None
-        if not math.isfinite(number):
-            raise JsonError(400, "invalid_prompt", "'number' must be finite")
-    else:
-        number = state.store.assign_number(front=bool(body.get("front")))
-    if client_id is not None:
-        extra_data = {**extra_data, "client_id": client_id}
-    item = QueueItem(
-        prompt_id=prompt_id,
+    number = body.number if body.number is not None else state.store.assign_number(front=body.front)
+    extra_data = body.extra_data.model_dump(exclude_unset=True)
+    if body.client_id is not None:
+        extra_data["client_id"] = body.client_id
+    return QueueItem(
+        prompt_id=body.prompt_id or str(uuid.uuid4()),
         number=number,
-        prompt=prompt,
+        prompt=body.prompt,
         extra_data=extra_data,
         outputs_to_execute=list(graph.outputs),
-        client_id=client_id,
+        client_id=body.client_id,
     )
-    return item
 
 
 async def post_prompt(request: web.Request) -> web.Response:
     state = state_of(request)
-    body = await read_json(request, default={})
-    if not isinstance(body, dict):
-        raise JsonError(400, "invalid_prompt", "the body must be a JSON object")
+    body = await parse_body(request, PromptRequest)
     item = await asyncio.to_thread(_check, state, body)
     if isinstance(item, tuple):
         status, payload = item
@@ -106,23 +74,14 @@ async def get_queue(request: web.Request) -> web.Response:
     )
 
 
-def _id_list(body: dict[str, Any], key: str) -> list[str]:
-    ids = body.get(key)
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise JsonError(400, "bad_request", f"'{key}' must be a list of prompt ids")
-    return ids
-
-
 async def post_queue(request: web.Request) -> web.Response:
     state = state_of(request)
-    body = await read_json(request, default={})
-    if not isinstance(body, dict):
-        raise JsonError(400, "bad_request", "the body must be a JSON object")
+    body = await parse_body(request, ClearOrDelete)
     removed = 0
-    if body.get("clear"):
+    if body.clear:
         removed += state.store.delete_pending()
-    if "delete" in body:
-        removed += state.store.delete_pending(_id_list(body, "delete"))
+    if body.delete:
+        removed += state.store.delete_pending(body.delete)
     if removed:
         state.hub.status_changed()
     return web.json_response({"deleted": removed})
@@ -156,24 +115,19 @@ async def get_history_item(request: web.Request) -> web.Response:
 
 async def post_history(request: web.Request) -> web.Response:
     state = state_of(request)
-    body = await read_json(request, default={})
-    if not isinstance(body, dict):
-        raise JsonError(400, "bad_request", "the body must be a JSON object")
+    body = await parse_body(request, ClearOrDelete)
     removed = 0
-    if body.get("clear"):
+    if body.clear:
         removed += state.store.delete_history()
-    if "delete" in body:
-        removed += state.store.delete_history(_id_list(body, "delete"))
+    if body.delete:
+        removed += state.store.delete_history(body.delete)
     return web.json_response({"deleted": removed})
 
 
 async def post_interrupt(request: web.Request) -> web.Response:
     state = state_of(request)
-    body = await read_json(request, default={})
-    prompt_id = None
-    if isinstance(body, dict) and body.get("prompt_id"):
-        prompt_id = _optional_str(body, "prompt_id")
-    interrupted = state.worker.interrupt(prompt_id) if state.worker is not None else False
+    body = await parse_body(request, InterruptRequest)
+    interrupted = state.worker.interrupt(body.prompt_id) if state.worker is not None else False
     return web.json_response({"interrupted": interrupted})
 
 

@@ -10,9 +10,10 @@ import random
 
 from aiohttp import web
 
-from latentgraph.editor_format import convert_editor_workflow, is_api_workflow, is_editor_workflow
+from latentgraph.editor_format import convert_editor_workflow, is_api_workflow
 from latentgraph.engine import Engine
-from latentgraph.server.app import add_route, json_error, read_json
+from latentgraph.server.app import add_route
+from latentgraph.server.schemas import ConvertRequest, parse_body
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
@@ -23,16 +24,9 @@ def add_routes(app: web.Application, engine: Engine) -> None:
     (plus ``workflow`` when values were applied), or 400 ``{error, node_errors}``."""
 
     async def convert(request: web.Request) -> web.Response:
-        body = await read_json(request)
-        workflow = body.get("workflow") if isinstance(body, dict) and not is_editor_workflow(body) else body
+        workflow = (await parse_body(request, ConvertRequest)).workflow
         if is_api_workflow(workflow):
             return web.json_response({"prompt": workflow})
-        if not is_editor_workflow(workflow):
-            return json_error(
-                400,
-                "invalid_editor_workflow",
-                "expected an editor-format workflow: an object with 'nodes' and 'links'",
-            )
         apply = request.query.get("apply_seed_control", "").lower() in _TRUE
         result = convert_editor_workflow(workflow, engine.registry, apply_controls=apply, rng=random.Random() if apply else None)
         if result.report:
