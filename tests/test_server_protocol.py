@@ -104,8 +104,9 @@ def test_interrupt_mid_run_then_keep_serving(lg_settings):
             assert final == ["execution_interrupted"]
             data = next(d for k, d in msgs if k == "execution_interrupted")
             assert data["node_id"] == "3" and data["node_type"] == "SrvWait" and data["executed"] == ["1", "2"]
+            # the first progress was consumed above; under load none may follow before the interrupt
             progress = [d["value"] for k, d in msgs if k == "progress"]
-            assert 1 <= len(progress) < 500
+            assert len(progress) < 499
             status, history = await client.get(f"/history/{pid}")
             assert history[pid]["status"]["status_str"] == "interrupted"
             # Nothing running: an interrupt is a no-op and does not leak into the next prompt.
