@@ -1,0 +1,114 @@
+"""The embedded demo model draws what the prompt asks for (checked by pixel statistics)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from demo_classifier import read_picture
+from latentgraph import Settings
+from latentgraph.engine import Engine
+from latentgraph.nodes import demo_data
+from latentgraph.nodes.builtin import DATA_DIR
+from latentgraph.nodes.demo_train import SHIPPED_NAME
+
+ROOT = Path(__file__).parent.parent
+CHECKPOINT = DATA_DIR / "models" / "checkpoints" / SHIPPED_NAME
+WORKFLOW = json.loads((ROOT / "workflows" / "txt2img.json").read_text())
+
+
+def test_classifier_reads_the_dataset_itself():
+    """The test's eyes are right on ground truth, so its verdicts on the model mean something."""
+    for i in range(200):
+        spec = demo_data.random_spec(random.Random(f"check:{i}"))
+        r = read_picture(np.asarray(demo_data.render(spec)))
+        assert (r.background, r.colour, r.shape) == (spec.background, spec.colour, spec.shape)
+
+
+def test_dataset_is_deterministic_and_captioned_exactly():
+    a, cap_a = demo_data.sample(5, 17)
+    b, cap_b = demo_data.sample(5, 17)
+    assert np.array_equal(a, b) and cap_a == cap_b
+    assert cap_a.startswith("a ") and cap_a.endswith(" background")
+    assert not np.array_equal(a, demo_data.sample(6, 17)[0])
+
+
+def test_the_default_workflow_uses_the_demo_model():
+    assert CHECKPOINT.is_file()
+    assert CHECKPOINT.stat().st_size <= 25 * 1024 * 1024
+    assert WORKFLOW["4"]["inputs"]["ckpt_name"] == SHIPPED_NAME
+
+
+@pytest.fixture(scope="module")
+def draw(tmp_path_factory):
+    engine = Engine.create(Settings.from_env(tmp_path_factory.mktemp("demo"), environ={}, device="cpu"), entry_points=False)
+
+    def run(prompt: str, seed: int, *, negative: str = "", cfg: float | None = None) -> np.ndarray:
+        wf = json.loads(json.dumps(WORKFLOW))
+        wf["6"]["inputs"]["text"] = prompt
+        wf["7"]["inputs"]["text"] = negative
+        wf["3"]["inputs"]["seed"] = seed
+        if cfg is not None:
+            wf["3"]["inputs"]["cfg"] = cfg
+        result = engine.run(wf)
+        assert result.ok, result.failure and result.failure.message
+        image = result.outputs["9"]["images"][0]
+        return np.asarray(Image.open(engine.settings.output_dir / image["subfolder"] / image["filename"]).convert("RGB"))
+
+    return run
+
+
+def cases(n: int = 48) -> list[tuple[str, str, str, int]]:
+    rng = random.Random(2026)
+    combos = demo_data.all_prompts()
+    return [(*rng.choice(combos), rng.randrange(10**6)) for _ in range(n)]
+
+
+def test_draws_the_colours_and_shapes_asked_for(draw):
+    colours = shapes = 0
+    misses = []
+    for colour, shape, background, seed in cases():
+        r = read_picture(draw(demo_data.caption(colour, shape, background), seed))
+        colour_ok = (r.colour, r.background) == (colour, background)
+        colours += colour_ok
+        shapes += r.shape == shape
+        if not colour_ok or r.shape != shape:
+            misses.append(f"{colour} {shape} on {background} (seed {seed}) → {r}")
+    n = len(cases())
+    print(f"colour accuracy {colours / n:.0%}, shape accuracy {shapes / n:.0%}")
+    assert colours / n >= 0.90, "\n".join(misses)
+    assert shapes / n >= 0.75, "\n".join(misses)
+
+
+def test_cfg_changes_the_picture(draw):
+    prompt = "a green circle on a white background"
+    assert not np.array_equal(draw(prompt, 3, cfg=1.0), draw(prompt, 3, cfg=7.0))
+
+
+def test_swapping_positive_and_negative_changes_the_colour(draw):
+    a, b = "a yellow square on a black background", "a blue square on a white background"
+    first = read_picture(draw(a, 11, negative=b))
+    swapped = read_picture(draw(b, 11, negative=a))
+    assert (first.colour, first.background) == ("yellow", "black")
+    assert (swapped.colour, swapped.background) == ("blue", "white")
+
+
+def test_cli_draws_a_yellow_star_on_black(tmp_path):
+    env = {**os.environ, "LATENTGRAPH_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "latentgraph.cli", "run", str(ROOT / "workflows" / "txt2img.json"),
+         "--set", "prompt.text=a yellow star on a black background", "--json", "--quiet"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    (path,) = json.loads(out.stdout)["files"]
+    r = read_picture(np.asarray(Image.open(path).convert("RGB")))
+    assert (r.colour, r.background) == ("yellow", "black")
