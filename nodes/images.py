@@ -347,7 +347,16 @@ class LoadImage(Node):
         display_name="Load Image",
         category="image",
         description="Loads an image (all frames of an animation) and its alpha channel as a mask.",
-        inputs=(In("image", "COMBO", choices=list_input_images, tooltip="A file in the input folder."),),
+        inputs=(
+            In(
+                "image",
+                "COMBO",
+                choices=list_input_images,
+                tooltip="A file in the input folder.",
+                strict_choices=False,  # check_inputs also accepts ComfyUI's "name.png [output]"
+                editor_options={"image_upload": True},
+            ),
+        ),
         outputs=(Out("IMAGE"), Out("MASK")),
         deterministic=False,
     )
@@ -371,20 +380,20 @@ class LoadImage(Node):
         return _file_digest(path)
 
     @classmethod
-    def check_inputs(cls, settings: Settings, inputs: Mapping[str, Any]) -> list[str]:
+    def check_inputs(cls, settings: Settings, inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
         name = inputs.get("image")
         if not isinstance(name, str):
             return []
         try:
             path = resolve_image_name(settings, name)
         except NodeInputError as exc:
-            return [str(exc)]
+            return [("image", str(exc))]
         try:
             Image.open(path).close()  # reads the header only: cheap, catches non-images
         except UnidentifiedImageError:
-            return [f"input 'image': '{name}' is not an image that can be read (unknown format)"]
+            return [("image", f"input 'image': '{name}' is not an image that can be read (unknown format)")]
         except Exception as exc:  # noqa: BLE001 - any decoder failure means "not an image"
-            return [f"input 'image': '{name}' is not an image that can be read: {exc}"]
+            return [("image", f"input 'image': '{name}' is not an image that can be read: {exc}")]
         return []
 
 

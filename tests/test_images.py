@@ -416,3 +416,25 @@ def test_engine_reports_missing_image_and_escaping_prefix(engine, settings):
     result = engine.run(scale_workflow(prefix="../../outside"))
     assert result.status == "error"
     assert result.failure.node_id == "3" and result.failure.input_name == "filename_prefix"
+
+
+def test_load_image_accepts_comfyui_folder_annotations_and_names_the_input(tmp_path):
+    """``"name.png [output]"`` is not among the listed choices but is valid; a missing file names 'image'."""
+    from latentgraph import Settings
+    from latentgraph.engine import Engine
+    from latentgraph.object_info import object_info
+
+    settings = Settings.from_env(tmp_path, environ={})
+    settings.output_dir.mkdir(parents=True)
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(settings.output_dir / "made.png")
+    engine = Engine.create(settings, entry_points=False)
+    wf = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "made.png [output]"}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+    }
+    assert engine.run(wf).ok
+    wf["1"]["inputs"]["image"] = "nope.png"
+    graph, report = engine.check(wf)
+    (err,) = report.node_errors["1"].errors
+    assert graph is None and err.extra_info["input_name"] == "image"
+    assert object_info(engine.registry, settings, "LoadImage")["LoadImage"]["input"]["required"]["image"][1]["image_upload"] is True
