@@ -129,7 +129,8 @@ class Trainer:
     def save(self) -> None:
         torch.save(
             {"state": self.state, "vae": self.vae.state_dict(), "unet": self.unet.state_dict(), "text": self.text.state_dict(),
-             "ema_unet": getattr(self, "ema_unet", self.unet).state_dict(), "ema_text": getattr(self, "ema_text", self.text).state_dict()},
+             "ema_unet": getattr(self, "ema_unet", self.unet).state_dict(), "ema_text": getattr(self, "ema_text", self.text).state_dict(),
+             "optimizer": self.opt.state_dict() if getattr(self, "opt", None) is not None else None},
             self.out / "train_state.pt",
         )
 
@@ -201,11 +202,13 @@ class Trainer:
         empty = ids[-1]
         ids = ids[:-1]
         params = list(self.unet.parameters()) + list(self.text.parameters())
-        opt = torch.optim.AdamW(params, lr=4e-4, weight_decay=1e-2)
+        opt = self.opt = torch.optim.AdamW(params, lr=4e-4, weight_decay=1e-2)
         self.ema_unet, self.ema_text = copy.deepcopy(self.unet), copy.deepcopy(self.text)
         if getattr(self, "_resumed", None) and self.state["step"]:
             self.ema_unet.load_state_dict(self._resumed["ema_unet"])
             self.ema_text.load_state_dict(self._resumed["ema_text"])
+            if self._resumed.get("optimizer"):
+                opt.load_state_dict(self._resumed["optimizer"])
         deadline = self.budget * (1 - VAE_SHARE) - 90  # leave time for the bank and export
         gen = torch.Generator().manual_seed(self.seed + 3 + self.state["step"])
         bar = tqdm(desc="unet", unit="step")
