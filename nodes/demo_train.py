@@ -100,6 +100,17 @@ def demo_config() -> ArchConfig:
     )
 
 
+def high_noise_weight(alpha_bar: torch.Tensor, cap: float = 10.0) -> torch.Tensor:
+    """Per-sample weight of the ε-MSE: (1−ᾱ)/ᾱ clamped to [1, cap].
+
+    Colours and layout are decided at high noise, where an ε error is magnified by
+    sqrt((1−ᾱ)/ᾱ) in the predicted image yet plain ε-MSE barely rewards getting it right; a small
+    model trained briefly then ignores the prompt. Weighting those timesteps like an x₀ loss
+    (capped) makes the text matter; low-noise steps keep weight 1.
+    """
+    return ((1 - alpha_bar) / alpha_bar).clamp(1.0, cap)
+
+
 def _images(seed: int, start: int, count: int) -> torch.Tensor:
     arrays, _ = demo_data.batch_arrays(seed, start, count)
     return torch.from_numpy(arrays).permute(0, 3, 1, 2).float() / 127.5 - 1.0
@@ -230,7 +241,7 @@ class Trainer:
             xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
             cond = self.text(tokens).last_hidden_state
             pred = self.unet(xt, t, encoder_hidden_states=cond).sample
-            loss = torch.nn.functional.mse_loss(pred, noise)
+            loss = (high_noise_weight(a.flatten()) * (pred - noise).pow(2).mean((1, 2, 3))).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
