@@ -1,6 +1,7 @@
-"""Draws a prompt → image grid with the demo model through the real workflow (for the README).
+"""Draws the README pictures with the demo model through the real workflow: a prompt → image grid
+and the default workflow's own picture.
 
-    python -m latentgraph.nodes.demo_grid --out docs/demo_grid.png
+    python -m latentgraph.nodes.demo_grid --out docs/demo_grid.png --picture docs/demo_txt2img.png
 """
 
 from __future__ import annotations
@@ -55,12 +56,30 @@ def draw_grid(workflow: Path, out: Path, seed: int = 1, columns: int = 4) -> Pat
     return out
 
 
+def draw_default(workflow: Path, out: Path, scale: int = 4) -> Path:
+    """What ``latentgraph run workflow`` makes as it is, enlarged ``scale``× (nearest neighbour)."""
+    from latentgraph import Settings
+    from latentgraph.engine import Engine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = Engine.create(Settings.from_env(tmp, environ={}), entry_points=False)
+        result = engine.run(json.loads(workflow.read_text()))
+        item = result.outputs["9"]["images"][0]
+        image = Image.open(engine.settings.output_dir / item["filename"]).convert("RGB")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST).save(out)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workflow", default="workflows/txt2img.json")
     parser.add_argument("--out", default="docs/demo_grid.png")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--picture", help="also save the default workflow's picture here")
     args = parser.parse_args(argv)
+    if args.picture:
+        print(draw_default(Path(args.workflow), Path(args.picture)))
     print(draw_grid(Path(args.workflow), Path(args.out), args.seed))
     return 0
 
