@@ -157,6 +157,18 @@ class Trainer:
         self._resumed = data
         print(f"resumed at {self.state['phase']} step {self.state['step']}")
 
+    def _step_done(self, bar: tqdm, start: float, phase: str, save_every: int, **losses: float) -> None:
+        """Book-keeping after one optimiser step: state, progress bar, loss log, periodic save."""
+        step = self.state["step"]
+        self.state["step"] += 1
+        self.state["elapsed"] = time.perf_counter() - start
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
+        if step % 10 == 0:
+            self._log(phase=phase, step=step, seconds=round(self.state["elapsed"], 1), **losses)
+        if step % save_every == 0:
+            self.save()
+
     def _log(self, **row) -> None:
         self.log.write(json.dumps(row) + "\n")
         self.log.flush()
@@ -179,14 +191,7 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            self.state["step"] += 1
-            self.state["elapsed"] = time.perf_counter() - start
-            bar.update(1)
-            bar.set_postfix(mse=f"{mse.item():.4f}")
-            if step % 10 == 0:
-                self._log(phase="vae", step=step, mse=mse.item(), seconds=round(self.state["elapsed"], 1))
-            if step % 100 == 0:
-                self.save()
+            self._step_done(bar, start, "vae", save_every=100, mse=mse.item())
         bar.close()
         self.state.update(phase="unet", step=0, vae_seconds=self.state["elapsed"], elapsed=0.0)
         self.save()
@@ -251,14 +256,7 @@ class Trainer:
                 for ema, live in ((self.ema_unet, self.unet), (self.ema_text, self.text)):
                     for pe, pl in zip(ema.parameters(), live.parameters()):
                         pe.lerp_(pl, 1 - decay)
-            self.state["step"] += 1
-            self.state["elapsed"] = time.perf_counter() - start
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-            if step % 10 == 0:
-                self._log(phase="unet", step=step, loss=loss.item(), seconds=round(self.state["elapsed"], 1))
-            if step % 200 == 0:
-                self.save()
+            self._step_done(bar, start, "unet", save_every=200, loss=loss.item())
         bar.close()
         self.state["phase"] = "done"
         self.save()
