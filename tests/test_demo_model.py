@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo_classifier import read_picture
+from latentgraph.nodes.demo_reading import matches, read_picture
 from latentgraph import Settings
 from latentgraph.engine import Engine
 from latentgraph.nodes import demo_data
@@ -84,10 +84,10 @@ def test_draws_the_colours_and_shapes_asked_for(draw):
     misses = []
     for colour, shape, background, seed in cases():
         r = read_picture(draw(demo_data.caption(colour, shape, background), seed))
-        colour_ok = (r.colour, r.background) == (colour, background)
+        colour_ok, shape_ok = matches(r, colour, shape, background)
         colours += colour_ok
-        shapes += r.shape == shape
-        if not colour_ok or r.shape != shape:
+        shapes += shape_ok
+        if not (colour_ok and shape_ok):
             misses.append(f"{colour} {shape} on {background} (seed {seed}) → {r}")
     n = len(cases())
     print(f"colour accuracy {colours / n:.0%}, shape accuracy {shapes / n:.0%}")
