@@ -1,7 +1,9 @@
 """Merkle-keyed result cache with a byte budget per device type and LRU eviction.
 
 Keys come from the executor (node class, version, literal inputs, ancestors' keys), so equal keys
-mean equal results. Values stay where they are: a GPU tensor stays on the GPU.
+mean equal results. Values stay where they are: a GPU tensor stays on the GPU. A tensor storage
+held by several entries (a LoRA clone shares its base model's weights) counts once against the
+budget, and its bytes are freed only with the last entry that holds it.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from latentgraph.sizing import nbytes_by_device
+from latentgraph.sizing import Footprint, StorageKey, footprint
 
 
 @dataclass(slots=True)
 class CacheEntry:
     outputs: tuple[Any, ...]
     ui: dict[str, Any] | None
+    #: Everything the entry holds, shared storages included.
     nbytes: dict[str, int]
+    footprint: Footprint
 
 
 @dataclass
@@ -51,6 +55,7 @@ class Cache:
         self.max_entries = max_entries
         self._entries: OrderedDict[bytes, CacheEntry] = OrderedDict()
         self._bytes: dict[str, int] = {}
+        self._storage_refs: dict[StorageKey, int] = {}
         self._lock = threading.Lock()
         self._stats = CacheStats()
 
@@ -72,7 +77,8 @@ class Cache:
 
     def put(self, key: bytes, outputs: tuple[Any, ...], ui: dict[str, Any] | None = None) -> bool:
         """Store a result; returns False if it is larger than its device's whole budget."""
-        sizes = nbytes_by_device(outputs)
+        fp = footprint(outputs)
+        sizes = fp.by_device()
         for device, n in sizes.items():
             if n > self.budget_for(device):
                 with self._lock:
@@ -80,10 +86,10 @@ class Cache:
                 return False
         with self._lock:
             old = self._entries.pop(key, None)
+            self._entries[key] = CacheEntry(outputs, ui, sizes, fp)
+            self._account(fp, +1)
             if old is not None:
-                self._account(old.nbytes, -1)
-            self._entries[key] = CacheEntry(outputs, ui, sizes)
-            self._account(sizes, +1)
+                self._account(old.footprint, -1)
             self._evict(sizes)
         return True
 
@@ -94,6 +100,7 @@ class Cache:
         with self._lock:
             self._entries.clear()
             self._bytes.clear()
+            self._storage_refs.clear()
 
     def stats(self) -> CacheStats:
         with self._lock:
@@ -102,9 +109,19 @@ class Cache:
                 s.hits, s.misses, s.evictions, s.rejected, len(self._entries), dict(self._bytes), dict(self.budget)
             )
 
-    def _account(self, sizes: dict[str, int], sign: int) -> None:
-        for device, n in sizes.items():
+    def _account(self, fp: Footprint, sign: int) -> None:
+        """Add (+1) or remove (−1) one entry's bytes, counting each shared storage once."""
+        for device, n in fp.unkeyed.items():
             self._bytes[device] = self._bytes.get(device, 0) + sign * n
+        for storage, n in fp.storages.items():
+            before = self._storage_refs.get(storage, 0)
+            after = before + sign
+            if after:
+                self._storage_refs[storage] = after
+            else:
+                del self._storage_refs[storage]
+            if not before or not after:  # its first holder came or its last one went
+                self._bytes[storage[0]] = self._bytes.get(storage[0], 0) + sign * n
 
     def _evict(self, added: dict[str, int]) -> None:
         over = [d for d in added if self._bytes.get(d, 0) > self.budget_for(d)]
@@ -115,6 +132,6 @@ class Cache:
                 entry = self._entries[key]
                 if len(self._entries) > self.max_entries or any(entry.nbytes.get(d) for d in over):
                     del self._entries[key]
-                    self._account(entry.nbytes, -1)
+                    self._account(entry.footprint, -1)
                     self._stats.evictions += 1
                     over = [d for d in over if self._bytes.get(d, 0) > self.budget_for(d)]

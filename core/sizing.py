@@ -1,68 +1,93 @@
 """Measures how many bytes a cached value holds on each device type (tensors, models, …).
 
 Measured, not guessed: tensor storages are counted once each, module parameters and buffers
-included. Torch is only consulted if it has been imported (no tensor can exist otherwise).
+included. A :class:`Footprint` names the storages, so a cache can count a storage shared by
+several values (a LoRA-patched model clone shares most of its base model) once overall. Torch is
+only consulted if it has been imported (no tensor can exist otherwise).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 _SCALARS = (int, float, str, bool, bytes, type(None))
 _MAX_DEPTH = 6
 
 
-def nbytes_by_device(value: Any) -> dict[str, int]:
-    sizes: dict[str, int] = {}
+#: Identifies one tensor storage while it is alive: (device type, device index, data pointer).
+StorageKey = tuple[str, int, int]
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """The bytes a value holds: its tensor storages by key, plus sizes that cannot be keyed
+    (``cache_nbytes()`` of custom objects, meta tensors)."""
+
+    storages: dict[StorageKey, int] = field(default_factory=dict)
+    unkeyed: dict[str, int] = field(default_factory=dict)
+
+    def by_device(self) -> dict[str, int]:
+        sizes = dict(self.unkeyed)
+        for (device, _, _), n in self.storages.items():
+            sizes[device] = sizes.get(device, 0) + n
+        return sizes
+
+
+def footprint(value: Any) -> Footprint:
+    fp = Footprint()
     if type(value) is tuple and all(type(v) in _SCALARS for v in value):
-        return sizes  # fast path: the common case of small literal outputs
-    torch = sys.modules.get("torch")
-    _walk(value, sizes, set(), torch, 0)
-    return sizes
+        return fp  # fast path: the common case of small literal outputs
+    _walk(value, fp, set(), sys.modules.get("torch"), 0)
+    return fp
 
 
-def _walk(value: Any, sizes: dict[str, int], seen: set[int], torch: Any, depth: int) -> None:
+def nbytes_by_device(value: Any) -> dict[str, int]:
+    return footprint(value).by_device()
+
+
+def _walk(value: Any, fp: Footprint, seen: set[int], torch: Any, depth: int) -> None:
     if type(value) in _SCALARS or depth > _MAX_DEPTH or id(value) in seen:
         return
     seen.add(id(value))
     if torch is not None:
         if isinstance(value, torch.Tensor):
-            _add_tensor(value, sizes, seen)
+            _add_tensor(value, fp)
             return
         if isinstance(value, torch.nn.Module):
             for t in (*value.parameters(), *value.buffers()):
-                _add_tensor(t, sizes, seen)
+                _add_tensor(t, fp)
             return
     custom = getattr(value, "cache_nbytes", None)
     if callable(custom) and not isinstance(value, type):
         for device, n in custom().items():
-            sizes[device] = sizes.get(device, 0) + int(n)
+            fp.unkeyed[device] = fp.unkeyed.get(device, 0) + int(n)
         return
     if isinstance(value, dict):
         for v in value.values():
-            _walk(v, sizes, seen, torch, depth + 1)
+            _walk(v, fp, seen, torch, depth + 1)
     elif isinstance(value, (list, tuple, set, frozenset)):
         for v in value:
-            _walk(v, sizes, seen, torch, depth + 1)
+            _walk(v, fp, seen, torch, depth + 1)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for f in dataclasses.fields(value):
-            _walk(getattr(value, f.name, None), sizes, seen, torch, depth + 1)
+            _walk(getattr(value, f.name, None), fp, seen, torch, depth + 1)
     elif hasattr(value, "__dict__") and not isinstance(value, type):
         for v in vars(value).values():
-            _walk(v, sizes, seen, torch, depth + 1)
+            _walk(v, fp, seen, torch, depth + 1)
 
 
-def _add_tensor(t: Any, sizes: dict[str, int], seen: set[int]) -> None:
+def _add_tensor(t: Any, fp: Footprint) -> None:
+    device = t.device.type
     try:
         storage = t.untyped_storage()
-        key = storage.data_ptr()
-        n = storage.nbytes()
+        ptr, n = storage.data_ptr(), storage.nbytes()
     except (RuntimeError, NotImplementedError):  # meta or sparse tensors
-        key, n = id(t), t.numel() * t.element_size()
-    if key and -key in seen:
-        return
-    seen.add(-key)
-    device = t.device.type
-    sizes[device] = sizes.get(device, 0) + int(n)
+        ptr, n = 0, t.numel() * t.element_size()
+    if ptr:
+        index = t.device.index
+        fp.storages[(device, -1 if index is None else index, ptr)] = int(n)
+    elif n:
+        fp.unkeyed[device] = fp.unkeyed.get(device, 0) + int(n)

@@ -121,6 +121,21 @@ def test_value_larger_than_budget_is_not_cached_but_run_succeeds(lg_engine):
     assert cache.stats().bytes.get("cpu", 0) == 0
 
 
+def test_storage_shared_by_entries_counts_once_and_frees_with_its_last_holder():
+    torch = pytest.importorskip("torch")
+    base = torch.zeros(1024)  # 4 KiB
+    cache = Cache({"cpu": 6 * 1024})
+    cache.put(b"base", (base,))
+    cache.put(b"clone", ({"shared": base[:10], "own": torch.zeros(256)},))  # a view of base + 1 KiB
+    assert b"base" in cache and b"clone" in cache and cache.stats().evictions == 0
+    assert cache.stats().bytes["cpu"] == 5 * 1024
+    cache.put(b"other", (torch.zeros(512),))  # 7 KiB held: evicting "base" frees nothing, "clone" must go too
+    assert b"other" in cache and len(cache) == 1
+    assert cache.stats().bytes["cpu"] == 2 * 1024
+    cache.put(b"other", (torch.zeros(512),))  # replacing an entry swaps its bytes
+    assert cache.stats().bytes["cpu"] == 2 * 1024
+
+
 def test_cache_stats_are_observable(engine):
     wf = two_branches().to_api()
     engine.run(wf)

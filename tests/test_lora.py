@@ -90,6 +90,20 @@ def test_only_patched_weights_are_copied_and_they_are_freed_with_the_copy(env, b
     assert ref() is None
 
 
+def test_cache_counts_a_lora_clone_by_its_patched_weights_only(env, base):
+    from latentgraph.cache import Cache
+    from latentgraph.sizing import nbytes_by_device
+
+    model, clip, _vae = base
+    m1, c1 = env.run("LoraLoader", model=model, clip=clip, lora_name="kohya.safetensors", strength_model=1.0, strength_clip=1.0)
+    cache = Cache()
+    cache.put(b"base", (model, clip))
+    cache.put(b"lora", (m1, c1))
+    together = nbytes_by_device((model, clip, m1, c1))["cpu"]
+    alone = nbytes_by_device((model, clip))["cpu"]
+    assert cache.stats().bytes["cpu"] == together < 1.5 * alone
+
+
 def test_kohya_and_peft_formats_apply_the_same_deltas(env, base):
     model, clip, _vae = base
     cond = encode(env, clip)
