@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # -- engine assembly ----------------------------------------------------------------------------
-def make_engine(args: argparse.Namespace, **settings_overrides: Any):
+def make_engine(args: argparse.Namespace, workflow: str | None = None, **settings_overrides: Any):
+    """The engine a command runs on; ``workflow``'s own ``input/`` folder joins the input folders."""
     from latentgraph.engine import Engine
     from latentgraph.settings import Settings
 
@@ -92,6 +93,8 @@ def make_engine(args: argparse.Namespace, **settings_overrides: Any):
         overrides["device"] = args.device
     if args.dtype:
         overrides["dtype"] = args.dtype
+    if workflow is not None and (Path(workflow).parent / "input").is_dir():
+        overrides["extra_input_dirs"] = ((Path(workflow).parent / "input").resolve(),)
     settings = Settings.from_env(args.data_dir, **overrides)
     plugins_dir = Path(args.plugins_dir) if args.plugins_dir else settings.base_dir / "plugins"
     return Engine.create(
@@ -168,7 +171,7 @@ def apply_overrides(data: Any, overrides: list[str]) -> None:
 # -- commands -----------------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
     require_file(args.workflow)
-    engine = make_engine(args)
+    engine = make_engine(args, args.workflow)
     data, extra = load_workflow(args.workflow, args.set, engine.registry, model_map=args.map_model)
     report: ErrorReport | None = extra.get("report")
     if report is None:
@@ -189,7 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from latentgraph.progress import ProgressPrinter
 
     require_file(args.workflow)
-    engine = make_engine(args, output_dir=Path(args.output_dir).resolve() if args.output_dir else None)
+    engine = make_engine(args, args.workflow, output_dir=Path(args.output_dir).resolve() if args.output_dir else None)
     data, extra = load_workflow(
         args.workflow, args.set, engine.registry, model_map=args.map_model, apply_controls=args.apply_seed_control
     )

@@ -36,6 +36,9 @@ class Settings:
     device: str = "auto"
     #: "auto", "fp32", "fp16", "bf16"
     dtype: str = "auto"
+    #: Folders LoadImage also looks in, after ``input_dir``: ``latentgraph run`` adds the
+    #: workflow file's own ``input/`` so a workflow shipped with its pictures runs as it is.
+    extra_input_dirs: tuple[Path, ...] = ()
     #: Cache byte budget per device type ("cpu", "cuda", "mps").
     cache_budget: dict[str, int] = field(default_factory=lambda: {"cpu": 8 * GiB, "cuda": 6 * GiB, "mps": 4 * GiB})
 
@@ -73,6 +76,9 @@ class Settings:
         )
         values.update(overrides)
         return cls(**values)
+
+    def input_dirs(self) -> list[Path]:
+        return list(dict.fromkeys((self.input_dir, *self.extra_input_dirs)))
 
     def with_model_roots(self, *roots: Path) -> Settings:
         return replace(self, model_roots=tuple(dict.fromkeys((*self.model_roots, *roots))))

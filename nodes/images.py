@@ -246,23 +246,24 @@ class PreviewImage(Node):
 
 
 def list_input_images(settings: Settings, registry: NodeRegistry | None = None) -> list[str]:
-    """Image files under the input folder as ``name.png`` / ``sub/name.png``, sorted.
+    """Image files under the input folders as ``name.png`` / ``sub/name.png``, sorted.
 
-    Hidden files and folders are skipped, and so are links that lead outside the folder.
+    Hidden files and folders are skipped, and so are links that lead outside their folder.
     """
-    root = settings.input_dir.resolve()
-    if not root.is_dir():
-        return []
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for filename in filenames:
-            if filename.startswith(".") or Path(filename).suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            path = Path(dirpath, filename)
-            real = path.resolve()
-            if real.is_file() and real.is_relative_to(root):
-                found.append(path.relative_to(root).as_posix())
+    found: set[str] = set()
+    for folder in settings.input_dirs():
+        root = folder.resolve()
+        if not root.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for filename in filenames:
+                if filename.startswith(".") or Path(filename).suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                path = Path(dirpath, filename)
+                real = path.resolve()
+                if real.is_file() and real.is_relative_to(root):
+                    found.add(path.relative_to(root).as_posix())
     return sorted(found)
 
 
@@ -270,14 +271,16 @@ def resolve_image_name(settings: Settings, name: str) -> Path:
     """The file a LoadImage ``image`` value names; ``"x.png [output]"`` selects another folder."""
     if not isinstance(name, str) or not name.strip():
         raise NodeInputError("image", "no image selected")
-    root = settings.input_dir
+    roots = settings.input_dirs()
     match = _ANNOTATION.match(name.strip())
     if match:
         name = match["name"]
-        root = {"input": settings.input_dir, "output": settings.output_dir, "temp": settings.temp_dir}[match["kind"]]
-    path = safe_join(root, name)
-    if path is None:
-        raise NodeInputError("image", f"'{name}' points outside the {root.name} folder")
+        if match["kind"] != "input":
+            roots = [settings.output_dir if match["kind"] == "output" else settings.temp_dir]
+    candidates = [safe_join(root, name) for root in roots]
+    if candidates[0] is None:
+        raise NodeInputError("image", f"'{name}' points outside the {roots[0].name} folder")
+    path = next((c for c in candidates if c is not None and c.is_file()), candidates[0])
     if not path.is_file():
         available = list_input_images(settings)
         shown = ", ".join(available[:20]) + (f", … ({len(available)} in all)" if len(available) > 20 else "")

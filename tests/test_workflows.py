@@ -48,3 +48,26 @@ def test_same_workflow_and_seed_give_byte_identical_png(engine):
     engine.cache.clear()
     image = engine.run(wf).outputs["9"]["images"][0]
     assert (engine.settings.output_dir / image["filename"]).read_bytes() != files[0]
+
+
+def test_cli_finds_a_workflows_own_input_folder(tmp_path, capsys):
+    """`latentgraph run workflows/img2img.json` needs no --data-dir: the picture sits beside it."""
+    from PIL import Image
+
+    from latentgraph.cli import main
+
+    data = tmp_path / "home"
+    args = ["--data-dir", str(data), "--no-plugins", "--quiet", "--set", "3.steps=2", "--json"]
+    assert main(["run", str(WORKFLOWS / "img2img.json"), *args]) == 0
+    (made,) = json.loads(capsys.readouterr().out)["files"]
+    assert Path(made).is_relative_to(data / "output")
+
+    # The data dir's own input folder comes first; a missing picture names what is there.
+    (data / "input").mkdir()
+    Image.new("RGB", (64, 64), (0, 180, 0)).save(data / "input" / "shapes.png")
+    assert main(["run", str(WORKFLOWS / "img2img.json"), *args, "--set", "3.denoise=0.01"]) == 0
+    (made,) = json.loads(capsys.readouterr().out)["files"]
+    r, g, b = Image.open(made).convert("RGB").getpixel((0, 0))
+    assert g > 100 and g > 2 * max(r, b)  # green in → green out (not the red circle on blue)
+    assert main(["run", str(WORKFLOWS / "img2img.json"), *args, "--set", "input image.image=nope.png"]) == 1
+    assert "nope.png" in capsys.readouterr().out
