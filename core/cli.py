@@ -93,8 +93,9 @@ def make_engine(args: argparse.Namespace, workflow: str | None = None, **setting
         overrides["device"] = args.device
     if args.dtype:
         overrides["dtype"] = args.dtype
-    if workflow is not None and (Path(workflow).parent / "input").is_dir():
-        overrides["extra_input_dirs"] = ((Path(workflow).parent / "input").resolve(),)
+    beside = Path(workflow).parent / "input" if workflow is not None else None
+    if beside is not None and beside.is_dir():
+        overrides["extra_input_dirs"] = (beside.resolve(),)
     settings = Settings.from_env(args.data_dir, **overrides)
     plugins_dir = Path(args.plugins_dir) if args.plugins_dir else settings.base_dir / "plugins"
     return Engine.create(

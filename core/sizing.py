@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
 _SCALARS = (int, float, str, bool, bytes, type(None))
@@ -21,13 +20,13 @@ _MAX_DEPTH = 6
 StorageKey = tuple[str, int, int]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Footprint:
     """The bytes a value holds: its tensor storages by key, plus sizes that cannot be keyed
     (``cache_nbytes()`` of custom objects, meta tensors)."""
 
-    storages: dict[StorageKey, int] = field(default_factory=dict)
-    unkeyed: dict[str, int] = field(default_factory=dict)
+    storages: dict[StorageKey, int] = dataclasses.field(default_factory=dict)
+    unkeyed: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def by_device(self) -> dict[str, int]:
         sizes = dict(self.unkeyed)

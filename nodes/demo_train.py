@@ -22,7 +22,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -160,9 +159,10 @@ def _read_accuracy(images: torch.Tensor, captions: list[str]) -> dict[str, float
     return {"colour_acc": sum(c for c, _ in results) / len(results), "shape_acc": sum(s for _, s in results) / len(results)}
 
 
-def _images(seed: int, start: int, count: int) -> torch.Tensor:
-    arrays, _ = demo_data.batch_arrays(seed, start, count)
-    return torch.from_numpy(arrays).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+def _images(seed: int, start: int, count: int) -> tuple[torch.Tensor, list[str]]:
+    """Dataset samples as the VAE takes them ([N, 3, 64, 64] in [-1, 1]) and their captions."""
+    arrays, captions = demo_data.batch_arrays(seed, start, count)
+    return torch.from_numpy(arrays).permute(0, 3, 1, 2).float() / 127.5 - 1.0, captions
 
 
 class Trainer:
@@ -234,7 +234,7 @@ class Trainer:
         while time.perf_counter() - start < deadline:
             step = self.state["step"]
             _set_lr(opt, 1e-3, step, (time.perf_counter() - start) / deadline, floor=0.05)
-            x = _images(self.seed + 1, step * 32, 32)
+            x, _ = _images(self.seed + 1, step * 32, 32)
             with _autocast():
                 post = self.vae.encode(x).latent_dist
                 rec = self.vae.decode(post.sample()).sample.float()
@@ -255,8 +255,7 @@ class Trainer:
     def check_vae(self, count: int = 200) -> dict[str, float]:
         """Round-trip held-out pictures and read them back: the VAE's ceiling for the whole model."""
         self.vae.eval()
-        arrays, captions = demo_data.batch_arrays(self.seed + 7, 0, count)
-        x = torch.from_numpy(arrays).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        x, captions = _images(self.seed + 7, 0, count)
         rec = self.vae.decode(self.vae.encode(x).latent_dist.mean).sample
         self.vae.train()
         return {"mse": float(torch.nn.functional.mse_loss(rec, x)), **_read_accuracy(rec, captions)}
@@ -266,8 +265,8 @@ class Trainer:
         """Draw ``count`` fixed prompts with the EMA weights (Euler, CFG) and read the pictures."""
         from diffusers import EulerDiscreteScheduler
 
-        rng = random.Random(7)
-        prompts = [rng.choice(demo_data.all_prompts()) for _ in range(count)]
+        rng, combos = random.Random(7), demo_data.all_prompts()
+        prompts = [rng.choice(combos) for _ in range(count)]
         captions = [demo_data.caption(*p) for p in prompts]
         ids = self.tokenizer(captions + [""] * count, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
         cond = self.ema_text(ids).last_hidden_state
@@ -288,8 +287,7 @@ class Trainer:
         self.vae.eval()
         latents, captions = [], []
         for start in tqdm(range(0, BANK_SIZE, 250), desc="encode", unit="batch"):
-            arrays, caps = demo_data.batch_arrays(self.seed + 2, start, 250)
-            x = torch.from_numpy(arrays).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            x, caps = _images(self.seed + 2, start, 250)
             with _autocast():
                 latents.append(self.vae.encode(x).latent_dist.mean.float())
             captions += caps
@@ -318,16 +316,15 @@ class Trainer:
         gen = torch.Generator().manual_seed(self.seed + 3 + self.state["step"])
         bar = tqdm(desc="unet", unit="step")
         start = time.perf_counter() - self.state["elapsed"]
-        batch = BATCH
         while time.perf_counter() - start < deadline:
             step = self.state["step"]
             _set_lr(opt, LR, step, (time.perf_counter() - start) / deadline)
-            idx = torch.randint(0, bank.shape[0], (batch,), generator=gen)
+            idx = torch.randint(0, bank.shape[0], (BATCH,), generator=gen)
             x0 = bank[idx]
             tokens = ids[idx].clone()
-            drop = torch.rand(batch, generator=gen) < 0.1
+            drop = torch.rand(BATCH, generator=gen) < 0.1
             tokens[drop] = empty
-            t = sample_timesteps(batch, gen)
+            t = sample_timesteps(BATCH, gen)
             noise = torch.randn(x0.shape, generator=gen)
             a = self.alphas_cumprod[t].view(-1, 1, 1, 1)
             xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
