@@ -90,6 +90,9 @@ class NodeSpec:
     deterministic: bool = True
     #: Other class names that resolve to this node type (e.g. ComfyUI's names).
     aliases: tuple[str, ...] = ()
+    #: Older forms of a node this type now runs: ``(class_type, inputs that only the old form
+    #: has)``. A workflow node of that class with all those inputs resolves to this type.
+    legacy_forms: tuple[tuple[str, tuple[str, ...]], ...] = ()
     input_by_name: Mapping[str, InputSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -29,6 +29,8 @@ class TypeSpec:
 class NodeRegistry:
     node_types: dict[str, type[Node]] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
+    #: class_type → [(inputs only an older form has, type that runs it)] (``NodeSpec.legacy_forms``).
+    legacy: dict[str, list[tuple[frozenset[str], str]]] = field(default_factory=dict)
     types: dict[str, TypeSpec] = field(default_factory=dict)
     #: Extension tables filled by ``register_samplers`` / ``register_schedulers`` /
     #: ``register_model_formats``: name → definition, owned by the nodes that use them.
@@ -43,7 +45,14 @@ class NodeRegistry:
             self.types.setdefault(name, TypeSpec(name))
 
     # -- node types -------------------------------------------------------------------------
-    def get(self, class_type: str) -> type[Node] | None:
+    def get(self, class_type: str, inputs: Iterable[str] | None = None) -> type[Node] | None:
+        """The node type of ``class_type``; with the node's ``inputs``, older forms of a node are
+        recognised (see ``NodeSpec.legacy_forms``)."""
+        if inputs is not None and class_type in self.legacy:
+            names = set(inputs)
+            for markers, target in self.legacy[class_type]:
+                if markers <= names:
+                    return self.node_types.get(target)
         found = self.node_types.get(class_type)
         if found is None and class_type in self.aliases:
             found = self.node_types.get(self.aliases[class_type])
@@ -64,6 +73,8 @@ class NodeRegistry:
         self.node_types[spec.name] = node_cls
         for alias in spec.aliases:
             self.aliases[alias] = spec.name
+        for old_class, markers in spec.legacy_forms:
+            self.legacy.setdefault(old_class, []).append((frozenset(markers), spec.name))
         self.owners[spec.name] = plugin
 
     def register_all(self, node_types: Iterable[type[Node]], plugin: str = "latentgraph") -> None:

@@ -83,7 +83,7 @@ def validate(
     report = report if report is not None else ErrorReport()
     types: dict[str, type[Node]] = {}
     for node in workflow.nodes.values():
-        node_type = registry.get(node.class_type)
+        node_type = registry.get(node.class_type, node.inputs)
         if node_type is None:
             report.add(
                 node.id,

@@ -12,13 +12,15 @@ DATA_DIR = Path(__file__).parent / "data"
 @hookimpl
 def register_nodes():
     from latentgraph.nodes import images
-    from latentgraph.nodes import latents, sampler_nodes
+    from latentgraph.nodes import latents
     from latentgraph.nodes import conditioning, loaders, lora
+    from latentgraph.nodes.sampling import forward_noise, ksampler_nodes
 
     return [
         *images.NODES,
         *latents.NODES,
-        *sampler_nodes.NODES,
+        *ksampler_nodes.NODES,
+        *forward_noise.NODES,
         *loaders.NODES,
         *conditioning.NODES,
         *lora.NODES,
@@ -27,9 +29,9 @@ def register_nodes():
 
 @hookimpl
 def register_samplers():
-    from latentgraph.nodes.sampling import SAMPLERS
+    from latentgraph.nodes.sampling import builtin_samplers
 
-    return SAMPLERS
+    return builtin_samplers()
 
 
 @hookimpl

@@ -26,9 +26,25 @@ class DiffusionModel:
     #: Free-form notes the loader knows (source file, LoRAs applied…).
     info: dict[str, Any] = field(default_factory=dict)
 
+    #: Replaces the noise levels read from ``scheduler_config`` (ModelSampling* nodes).
+    sampling_override: Any = None
+
     @property
     def prediction_type(self) -> str:
         return self.scheduler_config.get("prediction_type", "epsilon")
+
+    @property
+    def model_sampling(self) -> Any:
+        """The model's :class:`~latentgraph.nodes.sampling.model_sampling.ModelSampling`."""
+        if self.sampling_override is not None:
+            return self.sampling_override
+        cached = self.__dict__.get("_model_sampling")
+        if cached is None or cached[0] != self.scheduler_config:
+            from latentgraph.nodes.sampling.model_sampling import ModelSampling
+
+            cached = (dict(self.scheduler_config), ModelSampling.from_config(self.scheduler_config))
+            self.__dict__["_model_sampling"] = cached
+        return cached[1]
 
     @property
     def in_channels(self) -> int:

@@ -2,15 +2,14 @@
 
 A LATENT is a dict (as in ComfyUI, so custom nodes can copy and extend it):
 
-* ``samples``: tensor ``[B, C, h, w]`` in *sampling scale* — the VAE's latent
-  ``(z − shift_factor) · scaling_factor`` — and in VP form when noisy (see ``denoise``);
+* ``samples``: tensor ``[B, C, h, w]`` of *unscaled* VAE latents ``z`` (ComfyUI's convention);
+  samplers scale into the model's space, ``(z − shift)·scale``, and back (``sampling.run``); a
+  noisy latent is ``z0 + σ·ε`` in these units;
 * ``downscale``: pixels per latent cell, when known (LatentUpscale reads it; default 8);
 * ``empty_size``: an :class:`EmptyLatentSpec` for an empty latent whose shape is decided by the
   model that samples it (see :class:`EmptyLatent`);
-* ``noise_level``: a ``denoise.NoiseLevel`` record when the latent is noisy.
-
-The VAE scaling is applied in exactly one place: :func:`to_sampling_scale` /
-:func:`to_vae_scale`, used by both VAEEncode and VAEDecode.
+* ``noise_mask``: where a sampler may change the latent (inpainting; 1 = change);
+* ``noise_level``: a ``sampling.forward_noise.NoiseLevel`` record from ForwardNoise.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import torch.nn.functional as F
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.components import Autoencoder, DiffusionModel
-from latentgraph.nodes.denoise import NOISE_KEY
+from latentgraph.nodes.sampling.forward_noise import NOISE_KEY
 
 DOWNSCALE_KEY = "downscale"
 EMPTY_KEY = "empty_size"
@@ -37,16 +36,7 @@ MAX_RESOLUTION = 16384
 VAE_CHUNK = 4
 
 
-# -- scaling -------------------------------------------------------------------------------------
-def to_sampling_scale(vae: Autoencoder, z: torch.Tensor) -> torch.Tensor:
-    """VAE latent → the scale the diffusion model was trained on."""
-    return (z - vae.shift_factor) * vae.scaling_factor
-
-
-def to_vae_scale(vae: Autoencoder, latents: torch.Tensor) -> torch.Tensor:
-    return latents / vae.scaling_factor + vae.shift_factor
-
-
+# -- the model's latent format --------------------------------------------------------------------
 def model_latent_format(model: DiffusionModel) -> tuple[int, int]:
     """``(downscale, channels)`` of the model's latent space, from what the loader recorded."""
     info = model.info or {}
@@ -146,7 +136,7 @@ class EmptyLatent(Node):
 
 # -- VAE -----------------------------------------------------------------------------------------
 def encode_images(vae: Autoencoder, images: torch.Tensor) -> torch.Tensor:
-    """IMAGE ``[B, H, W, C]`` 0..1 → latents in sampling scale (the posterior mean: deterministic)."""
+    """IMAGE ``[B, H, W, C]`` 0..1 → unscaled latents (the posterior mean: deterministic)."""
     f = vae.downscale_factor
     h, w = images.shape[1] // f * f, images.shape[2] // f * f
     if h == 0 or w == 0:
@@ -158,16 +148,16 @@ def encode_images(vae: Autoencoder, images: torch.Tensor) -> torch.Tensor:
         for chunk in pixels.split(VAE_CHUNK):
             x = chunk.permute(0, 3, 1, 2).to(vae.device, vae.dtype) * 2.0 - 1.0
             z = vae.vae.encode(x).latent_dist.mode()
-            out.append(to_sampling_scale(vae, z.float()).cpu())
+            out.append(z.float().cpu())
     return torch.cat(out)
 
 
 def decode_latents(vae: Autoencoder, latents: torch.Tensor) -> torch.Tensor:
-    """Latents in sampling scale → IMAGE ``[B, H, W, 3]`` float 0..1 on the CPU."""
+    """Unscaled latents → IMAGE ``[B, H, W, 3]`` float 0..1 on the CPU."""
     out = []
     with torch.no_grad():
         for chunk in latents.split(VAE_CHUNK):
-            z = to_vae_scale(vae, chunk.float()).to(vae.device)
+            z = chunk.float().to(vae.device)
             x = vae.vae.decode(z.to(vae.dtype)).sample
             if vae.dtype == torch.float16 and not torch.isfinite(x).all():
                 # fp16 VAEs (SDXL's) can overflow; redo this chunk in float32 rather than return NaNs.

@@ -1,0 +1,403 @@
+"""Guidance: the model plus its conditionings as one denoiser D(x, σ).
+
+CONDITIONING is ``[(embeddings[1, T, D], extras)]``; ``extras`` keys follow ComfyUI so its nodes
+and custom nodes mean the same thing: ``pooled_output`` (SDXL), ``area`` ((h, w, y, x) in latent
+cells, or ``("percentage", h, w, y, x)``), ``strength``, ``mask`` (+ ``mask_strength``,
+``set_area_to_bounds``), ``start_percent`` / ``end_percent`` (the part of the run it applies
+to), SDXL sizes (``width``, ``height``, ``crop_w``, ``crop_h``, ``target_width``,
+``target_height``, ``aesthetic_score``).
+
+At every σ each side's entries are evaluated on their area (the UNet sees only that crop) and
+averaged, weighted by ``strength`` × mask (area edges feathered over 8 cells when there is no
+mask): Σ pred·w / Σ w. A :class:`GuidanceRule` then combines the sides (CFG: ``uncond + cfg·(cond
+− uncond)``, applied to x0 estimates). A :class:`Guider` is the GUIDER value that flows between
+nodes; :meth:`Guider.bind` prepares it for one run's latent shape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from latentgraph.errors import NodeInputError
+from latentgraph.nodes.components import DiffusionModel
+from latentgraph.nodes.sampling.kit import Prediction
+from latentgraph.nodes.sampling.model_sampling import ModelSampling
+
+#: Cells over which an area's edges fade in, where it does not touch the latent's border.
+AREA_FEATHER = 8
+
+
+# -- one conditioning entry, prepared for a run ----------------------------------------------------------
+@dataclass
+class CondItem:
+    hidden: Tensor  # [1 or B, T, D] on the model's device and dtype
+    added: dict[str, Tensor] | None  # SDXL: text_embeds [1 or B, P], time_ids [1 or B, n]
+    area: tuple[int, int, int, int] | None = None  # (h, w, y, x) in latent cells
+    mask: Tensor | None = None  # [1 or B, h, w] at the latent's size
+    strength: float = 1.0
+    sigma_start: float | None = None  # applies while σ ≤ sigma_start …
+    sigma_end: float | None = None  # … and σ ≥ sigma_end
+    timestep_cond: Tensor | None = None  # guidance-distilled (LCM) UNets
+
+    def active(self, sigma: float) -> bool:
+        if self.sigma_start is not None and sigma > self.sigma_start:
+            return False
+        return not (self.sigma_end is not None and sigma < self.sigma_end)
+
+    def region(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The crop of ``x`` this entry denoises and its weight there."""
+        area = self.area
+        crop = x
+        if area is not None:
+            h, w, y, xo = area
+            h, w = min(x.shape[2] - y, h), min(x.shape[3] - xo, w)
+            area = (h, w, y, xo)
+            crop = x[:, :, y : y + h, xo : xo + w]
+        if self.mask is not None:
+            mask = self.mask[: crop.shape[0]]
+            if area is not None:
+                mask = mask[:, area[2] : area[2] + area[0], area[3] : area[3] + area[1]]
+            mult = mask.unsqueeze(1).repeat(crop.shape[0] // mask.shape[0], crop.shape[1], 1, 1) * self.strength
+        else:
+            mult = torch.ones_like(crop) * self.strength
+            if area is not None:
+                _feather(mult, area, x.shape[2:])
+        return crop, mult.to(crop.dtype)
+
+    def clipped_area(self, x: Tensor) -> tuple[int, int, int, int] | None:
+        if self.area is None:
+            return None
+        h, w, y, xo = self.area
+        return (min(x.shape[2] - y, h), min(x.shape[3] - xo, w), y, xo)
+
+
+def _feather(mult: Tensor, area: tuple[int, int, int, int], full: Sequence[int]) -> None:
+    """Fade an area's weight in over its first/last cells where it does not reach the border."""
+    sizes, offsets = area[:2], area[2:]
+    for d in range(2):
+        axis = d + 2
+        if offsets[d] != 0:
+            for t in range(AREA_FEATHER):
+                mult.narrow(axis, t, 1).mul_((t + 1) / AREA_FEATHER)
+        if sizes[d] + offsets[d] < full[d]:
+            for t in range(AREA_FEATHER):
+                mult.narrow(axis, sizes[d] - 1 - t, 1).mul_((t + 1) / AREA_FEATHER)
+
+
+def check_conditioning(name: str, conditioning: Any) -> list[tuple[Tensor, dict[str, Any]]]:
+    if not isinstance(conditioning, (list, tuple)) or not conditioning:
+        raise NodeInputError(name, "expected CONDITIONING (a non-empty list of (embeddings, extras))")
+    entries = []
+    for item in conditioning:
+        if not (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], Tensor)):
+            raise NodeInputError(name, "expected CONDITIONING entries of (embeddings tensor, extras dict)")
+        emb, extras = item
+        if emb.ndim != 3:
+            raise NodeInputError(name, f"embeddings must be [batch, tokens, dim], got shape {tuple(emb.shape)}")
+        extras = dict(extras or {})
+        unsupported = sorted(k for k in ("control", "gligen") if extras.get(k) is not None)
+        if unsupported:
+            raise NodeInputError(name, f"{', '.join(unsupported)} conditioning is not supported yet")
+        entries.append((emb, extras))
+    return entries
+
+
+def _time_ids(extras: Mapping[str, Any], pixel_hw: tuple[int, int], n_ids: int, negative: bool) -> list[float]:
+    """SDXL micro-conditioning: original size, crop top-left, then target size or aesthetic score."""
+    height, width = pixel_hw
+    ids = [extras.get("height", height), extras.get("width", width), extras.get("crop_h", 0), extras.get("crop_w", 0)]
+    if n_ids == 6:
+        ids += [extras.get("target_height", extras.get("height", height)), extras.get("target_width", extras.get("width", width))]
+    else:  # the SDXL refiner conditions on an aesthetic score instead of the target size
+        ids += [extras.get("aesthetic_score", 2.5 if negative else 6.0)]
+    return [float(v) for v in ids]
+
+
+def guidance_scale_embedding(w: Tensor, dim: int) -> Tensor:
+    """Sinusoidal embedding of (cfg − 1)·1000 for guidance-distilled (LCM) UNets."""
+    w = w.float() * 1000.0
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32) * -(math.log(10000.0) / (half - 1)))
+    angles = w[:, None] * freqs[None, :]
+    emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+    if dim % 2:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+def _resolve_area(area: Any, dims: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    if area is None:
+        return None
+    if area[0] == "percentage":
+        h, w, y, x = (float(v) for v in area[1:5])
+        return (max(1, round(h * dims[0])), max(1, round(w * dims[1])), round(y * dims[0]), round(x * dims[1]))
+    return tuple(int(v) for v in area[:4])  # type: ignore[return-value]
+
+
+def _resolve_mask(mask: Tensor, dims: tuple[int, int], device: torch.device) -> Tensor:
+    mask = mask.to(device=device, dtype=torch.float32)
+    if mask.ndim == 2:
+        mask = mask.unsqueeze(0)
+    if tuple(mask.shape[1:]) != dims:
+        mask = F.interpolate(mask.unsqueeze(1), size=dims, mode="bilinear", align_corners=False).squeeze(1)
+    return mask
+
+
+def _mask_bounds(mask: Tensor) -> tuple[int, int, int, int]:
+    """(h, w, y, x) of the mask's non-zero box, at least 8 cells a side; an empty mask → 8×8 at 0."""
+    bounds = mask.abs().amax(dim=0)
+    ys, xs = torch.nonzero(bounds, as_tuple=True)
+    if ys.numel() == 0:
+        return (8, 8, 0, 0)
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max())
+    return (max(8, y1 - y0 + 1), max(8, x1 - x0 + 1), y0, x0)
+
+
+def prepare_items(
+    model: DiffusionModel,
+    name: str,
+    conditioning: Any,
+    latent_shape: Sequence[int],
+    downscale: int,
+    *,
+    negative: bool = False,
+    guidance_w: float | None = None,
+) -> list[CondItem]:
+    """Check one input's CONDITIONING against the model and prepare it for a latent of this shape."""
+    ms = model.model_sampling
+    dims = (int(latent_shape[2]), int(latent_shape[3]))
+    pixel_hw = (dims[0] * downscale, dims[1] * downscale)
+    config = model.unet.config
+    items = []
+    for emb, extras in check_conditioning(name, conditioning):
+        if emb.shape[-1] != model.cross_attention_dim:
+            source = f" (encoded by a {extras['arch']} CLIP)" if extras.get("arch") else ""
+            raise NodeInputError(
+                name,
+                f"text embeddings have dimension {emb.shape[-1]}{source} but the model ({model.arch}) expects "
+                f"{model.cross_attention_dim}: the CLIP and the model come from different architectures",
+            )
+        added = None
+        if getattr(config, "addition_embed_type", None) == "text_time":
+            added = _added_cond(model, name, extras, pixel_hw, negative)
+        area = _resolve_area(extras.get("area"), dims)
+        mask = extras.get("mask")
+        if isinstance(mask, Tensor):
+            mask = _resolve_mask(mask, dims, model.device)
+            if extras.get("set_area_to_bounds"):
+                area = _mask_bounds(mask)
+            mask = mask * float(extras.get("mask_strength", 1.0))
+        elif mask is not None:
+            raise NodeInputError(name, "its 'mask' is not a MASK tensor")
+        start = ms.percent_to_sigma(float(extras["start_percent"])) if "start_percent" in extras else None
+        end = ms.percent_to_sigma(float(extras["end_percent"])) if "end_percent" in extras else None
+        timestep_cond = None
+        if guidance_w is not None:
+            timestep_cond = guidance_scale_embedding(torch.tensor([guidance_w]), int(config.time_cond_proj_dim))
+            timestep_cond = timestep_cond.to(model.device, model.dtype)
+        items.append(
+            CondItem(
+                hidden=emb.to(model.device, model.dtype),
+                added=added,
+                area=area,
+                mask=mask,
+                strength=float(extras.get("strength", 1.0)),
+                sigma_start=start,
+                sigma_end=end,
+                timestep_cond=timestep_cond,
+            )
+        )
+    return items
+
+
+def _added_cond(model: DiffusionModel, name: str, extras: Mapping[str, Any], pixel_hw: tuple[int, int], negative: bool) -> dict[str, Tensor]:
+    config = model.unet.config
+    pooled = extras.get("pooled_output")
+    if not isinstance(pooled, Tensor):
+        raise NodeInputError(
+            name, f"the {model.arch} model needs pooled text embeddings ('pooled_output'), this "
+            "conditioning has none: encode it with the model's own CLIP"
+        )
+    pooled = pooled.reshape(pooled.shape[0], -1)
+    time_dim = int(config.addition_time_embed_dim)
+    leftover = int(config.projection_class_embeddings_input_dim) - pooled.shape[-1]
+    n_ids = leftover // time_dim if leftover % time_dim == 0 else 0
+    if n_ids not in (5, 6):
+        raise NodeInputError(
+            name, f"pooled text embeddings have dimension {pooled.shape[-1]}, which does not fit the "
+            f"model's added-condition size {config.projection_class_embeddings_input_dim}"
+        )
+    ids = torch.tensor([_time_ids(extras, pixel_hw, n_ids, negative)])
+    return {"text_embeds": pooled.to(model.device, model.dtype), "time_ids": ids.to(model.device, model.dtype)}
+
+
+# -- evaluating conditionings ---------------------------------------------------------------------------
+def _rows(t: Tensor, batch: int) -> Tensor:
+    return t if t.shape[0] == batch else t.expand(batch, *t.shape[1:])
+
+
+def apply_model(model: DiffusionModel, crops: Sequence[Tensor], sigma: Tensor, items: Sequence[CondItem]) -> Tensor:
+    """One UNet call for several (crop, conditioning) pairs of the same shape (σ form); returns
+    their x0 estimates concatenated along the batch, in float32."""
+    ms = model.model_sampling
+    batch = crops[0].shape[0]
+    x_all = torch.cat(list(crops)) if len(crops) > 1 else crops[0]
+    sigma_all = sigma.repeat(len(crops)) if len(crops) > 1 else sigma
+    common = math.lcm(*{it.hidden.shape[1] for it in items})
+    hidden = torch.cat([_rows(it.hidden, batch).repeat(1, common // it.hidden.shape[1], 1) for it in items])
+    added = None
+    if items[0].added is not None:
+        added = {k: torch.cat([_rows(it.added[k], batch) for it in items]) for k in items[0].added}  # type: ignore[index]
+    timestep_cond = None
+    if items[0].timestep_cond is not None:
+        timestep_cond = torch.cat([_rows(it.timestep_cond, batch) for it in items])  # type: ignore[arg-type]
+    x_in = ms.calculate_input(sigma_all, x_all)
+    t = ms.timestep(sigma_all).float()
+    out = model.unet(
+        x_in.to(model.device, model.dtype),
+        t.to(model.device),
+        encoder_hidden_states=hidden,
+        added_cond_kwargs=added,
+        timestep_cond=timestep_cond,
+        return_dict=False,
+    )[0].float()
+    return ms.calculate_denoised(sigma_all, out.to(x_all.device), x_all)
+
+
+def calc_cond_batch(model: DiffusionModel, sides: Sequence[Sequence[CondItem] | None], x: Tensor, sigma: Tensor) -> list[Tensor]:
+    """Each side's weighted-average x0 estimate; a side that is None (or inactive at this σ) is 0.
+
+    Entries whose crops have the same shape share one UNet call.
+    """
+    out = [torch.zeros_like(x) for _ in sides]
+    counts = [torch.ones_like(x) * 1e-37 for _ in sides]
+    level = float(sigma[0])
+    groups: dict[tuple, list[tuple[int, CondItem, Tensor, Tensor]]] = {}
+    for side, items in enumerate(sides):
+        for item in items or ():
+            if not item.active(level):
+                continue
+            crop, mult = item.region(x)
+            key = (tuple(crop.shape), item.added is None, item.timestep_cond is None)
+            groups.setdefault(key, []).append((side, item, crop, mult))
+    for members in groups.values():
+        preds = apply_model(model, [m[2] for m in members], sigma, [m[1] for m in members]).chunk(len(members))
+        for (side, item, _crop, mult), pred in zip(members, preds):
+            area = item.clipped_area(x)
+            target, count = out[side], counts[side]
+            if area is not None:
+                h, w, y, xo = area
+                target = target[:, :, y : y + h, xo : xo + w]
+                count = count[:, :, y : y + h, xo : xo + w]
+            target += pred * mult
+            count += mult
+    return [o / c for o, c in zip(out, counts)]
+
+
+# -- combining the sides --------------------------------------------------------------------------------
+class GuidanceRule(Protocol):
+    """How a guider's named conditionings become one x0 estimate."""
+
+    #: The conditioning inputs, in the order :meth:`combine` gets their predictions.
+    names: tuple[str, ...]
+
+    def needed(self) -> tuple[bool, ...]:
+        """Which of ``names`` must be evaluated (CFG 1 skips the negative)."""
+        ...
+
+    def combine(self, preds: Sequence[Tensor], x: Tensor, sigma: Tensor) -> Prediction:
+        ...
+
+
+@dataclass(frozen=True)
+class CFG:
+    """Classifier-free guidance (Ho & Salimans 2022): ``uncond + cfg·(cond − uncond)``."""
+
+    cfg: float
+    names: tuple[str, ...] = ("positive", "negative")
+    #: Evaluate the negative even at cfg 1 (CFG++ samplers step along it).
+    always_uncond: bool = False
+
+    def needed(self) -> tuple[bool, ...]:
+        return (True, self.always_uncond or not math.isclose(self.cfg, 1.0))
+
+    def combine(self, preds: Sequence[Tensor], x: Tensor, sigma: Tensor) -> Prediction:
+        cond, uncond = preds
+        if not self.needed()[1]:
+            return Prediction(cond, cond)
+        return Prediction(uncond + (cond - uncond) * self.cfg, uncond)
+
+
+@dataclass(frozen=True)
+class NoGuidance:
+    """One conditioning, no negative (BasicGuider; guidance-distilled models)."""
+
+    names: tuple[str, ...] = ("positive",)
+
+    def needed(self) -> tuple[bool, ...]:
+        return (True,)
+
+    def combine(self, preds: Sequence[Tensor], x: Tensor, sigma: Tensor) -> Prediction:
+        return Prediction(preds[0], preds[0])
+
+
+@dataclass(frozen=True)
+class Guider:
+    """GUIDER: a model, its named conditionings and the rule that combines them."""
+
+    model: DiffusionModel
+    conds: Mapping[str, Any]
+    rule: Any  # GuidanceRule
+    #: Names of conditionings to prepare as negatives (SDXL refiner aesthetic score default).
+    negatives: frozenset[str] = frozenset({"negative"})
+
+    def bind(self, latent_shape: Sequence[int], downscale: int) -> BoundGuider:
+        config = self.model.unet.config
+        rule = self.rule
+        guidance_w = None
+        if getattr(config, "time_cond_proj_dim", None) is not None and isinstance(rule, CFG):
+            # Guidance-distilled (LCM) UNet: cfg goes in as an embedding, no unconditional pass.
+            guidance_w = rule.cfg - 1.0
+            rule = NoGuidance(names=rule.names[:1])
+        sides: list[list[CondItem] | None] = []
+        for name, wanted in zip(rule.names, rule.needed()):
+            if not wanted:
+                sides.append(None)
+                continue
+            if name not in self.conds:
+                raise NodeInputError(name, "is missing: this guider needs it")
+            sides.append(
+                prepare_items(self.model, name, self.conds[name], latent_shape, downscale,
+                              negative=name in self.negatives, guidance_w=guidance_w)
+            )
+        return BoundGuider(self.model, rule, sides)
+
+
+@dataclass
+class BoundGuider:
+    """A guider prepared for one run: the :class:`~latentgraph.nodes.sampling.kit.Denoiser`."""
+
+    model: DiffusionModel
+    rule: Any
+    sides: list[list[CondItem] | None]
+    calls: int = field(default=0)
+
+    @property
+    def model_sampling(self) -> ModelSampling:
+        return self.model.model_sampling
+
+    def predict(self, x: Tensor, sigma: Tensor) -> Prediction:
+        self.calls += 1
+        x = x.float() if x.dtype != torch.float32 else x
+        preds = calc_cond_batch(self.model, self.sides, x, sigma.float())
+        return self.rule.combine(preds, x, sigma)
+
+    def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
+        return self.predict(x, sigma).denoised

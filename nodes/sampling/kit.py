@@ -1,0 +1,146 @@
+"""What every sampler function shares: the denoiser it calls, its step callback, its noise.
+
+A sampler is a plain function ``(model, x, sigmas, *, seed, callback, noise_sampler, **options)
+→ x`` in the style of k-diffusion (Karras et al. 2022, "Elucidating the design space"): ``x``
+starts as the noisy latent at ``sigmas[0]`` (σ form, ``x0 + σ·ε``) and ends at ``sigmas[-1]``.
+``model(x, sigma)`` is a :class:`Denoiser`: it returns the guided x0 estimate D(x, σ).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from latentgraph.nodes.sampling.model_sampling import ModelSampling
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One guided model evaluation. ``uncond`` is the unconditional x0 estimate (CFG++ samplers
+    step along it); without guidance it equals ``denoised``."""
+
+    denoised: Tensor
+    uncond: Tensor
+
+
+class Denoiser(Protocol):
+    """The model as a denoiser D(x, σ), guidance included."""
+
+    model_sampling: ModelSampling
+
+    def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """x0 estimate for the batch ``x`` at noise levels ``sigma`` (shape ``[batch]``)."""
+        ...
+
+    def predict(self, x: Tensor, sigma: Tensor) -> Prediction:
+        """Like ``__call__``, also returning the unconditional estimate."""
+        ...
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a sampler reports after each step: ``x`` before the step, the x0 estimate it used."""
+
+    i: int
+    x: Tensor
+    sigma: Tensor
+    sigma_hat: Tensor
+    denoised: Tensor
+
+
+StepCallback = Callable[[Step], None]
+#: ``noise(sigma, sigma_next)`` → standard normal noise shaped like the latent.
+NoiseSampler = Callable[[Tensor, Tensor], Tensor]
+
+
+def report(callback: StepCallback | None, i: int, x: Tensor, sigma: Tensor, denoised: Tensor, sigma_hat: Tensor | None = None) -> None:
+    if callback is not None:
+        callback(Step(i, x, sigma, sigma if sigma_hat is None else sigma_hat, denoised))
+
+
+def batch_sigma(x: Tensor, sigma: Tensor | float) -> Tensor:
+    """σ repeated for every latent of the batch, as the denoiser takes it."""
+    return torch.as_tensor(sigma, dtype=x.dtype, device=x.device) * x.new_ones([x.shape[0]])
+
+
+def append_dims(v: Tensor, ndim: int) -> Tensor:
+    return v[(...,) + (None,) * (ndim - v.ndim)]
+
+
+def to_d(x: Tensor, sigma: Tensor, denoised: Tensor) -> Tensor:
+    """The probability-flow ODE's derivative dx/dσ = (x − D(x, σ)) / σ."""
+    return (x - denoised) / append_dims(sigma, x.ndim)
+
+
+def ancestral_step(sigma_from: Tensor, sigma_to: Tensor, eta: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Split a step to ``sigma_to`` into a deterministic step to ``sigma_down`` and fresh noise of
+    size ``sigma_up`` (σ_down² + σ_up² = σ_to²); ``eta`` 0 is the deterministic ODE step."""
+    if not eta:
+        return sigma_to, torch.zeros_like(torch.as_tensor(sigma_to))
+    sigma_up = torch.minimum(
+        torch.as_tensor(sigma_to),
+        eta * (sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2) ** 0.5,
+    )
+    sigma_down = (sigma_to**2 - sigma_up**2) ** 0.5
+    return sigma_down, sigma_up
+
+
+# -- noise -------------------------------------------------------------------------------------------
+def default_noise_sampler(x: Tensor, seed: int | None = None) -> NoiseSampler:
+    """Independent Gaussian noise per step, from its own generator seeded with the run's seed.
+
+    Drawn on the CPU and moved to the latent's device, so a seed gives the same picture on every
+    device (ComfyUI draws on the latent's device: the same numbers on CPU, not on a GPU).
+    """
+    generator = torch.Generator("cpu")
+    if seed is not None:
+        generator.manual_seed(int(seed))
+    else:
+        generator.seed()
+
+    def draw(sigma: Tensor, sigma_next: Tensor) -> Tensor:
+        return torch.randn(x.size(), dtype=x.dtype, layout=x.layout, generator=generator, device="cpu").to(x.device)
+
+    return draw
+
+
+class BrownianTreeNoiseSampler:
+    """Noise from one Brownian path W(σ) per run (torchsde's BrownianTree, seeded by the run's seed):
+    the increment over [σ_next, σ] scaled to unit variance. Steps that share an interval see
+    correlated noise, so SDE samplers converge as steps grow (Kidger et al. 2021).
+    """
+
+    def __init__(self, x: Tensor, sigma_min: Tensor | float, sigma_max: Tensor | float, seed: int | None = None,
+                 transform: Callable[[Tensor], Tensor] = lambda t: t):
+        import torchsde
+
+        self.transform = transform
+        t0 = transform(torch.as_tensor(sigma_min))
+        t1 = transform(torch.as_tensor(sigma_max))
+        t0, t1, self.sign = _sorted(t0, t1)
+        if seed is None:
+            seed = int(torch.randint(0, 2**63 - 1, ()).item())
+        w0 = torch.zeros_like(x).detach().cpu()
+        self.tree = torchsde.BrownianTree(t0.detach().cpu(), w0, t1.detach().cpu(), entropy=int(seed))
+
+    def __call__(self, sigma: Tensor, sigma_next: Tensor) -> Tensor:
+        t0 = self.transform(torch.as_tensor(sigma))
+        t1 = self.transform(torch.as_tensor(sigma_next))
+        a, b, sign = _sorted(t0, t1)
+        device, dtype = a.device, a.dtype
+        w = self.tree(a.detach().cpu().float(), b.detach().cpu().float()).to(device=device, dtype=dtype)
+        return w * (self.sign * sign) / (t1 - t0).abs().sqrt()
+
+
+def _sorted(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, int]:
+    return (a, b, 1) if a < b else (b, a, -1)
+
+
+def brownian_noise_sampler(x: Tensor, sigmas: Tensor, seed: int | None) -> BrownianTreeNoiseSampler:
+    """The Brownian-tree noise over the run's σ range (its smallest non-zero σ to its largest)."""
+    positive = sigmas[sigmas > 0]
+    return BrownianTreeNoiseSampler(x, positive.min(), sigmas.max(), seed=seed)
