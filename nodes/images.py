@@ -124,7 +124,8 @@ def next_counter(folder: Path, name: str) -> int:
 
 
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
-    """One ``[H, W, C]`` float image (C = 1, 3 or 4) → 8-bit PIL image, rounded, clamped."""
+    """One ``[H, W, C]`` float image (C = 1, 3 or 4) → 8-bit PIL image: ``255·x`` clamped and
+    truncated, as ComfyUI saves, so the same latents give the same PNG bytes."""
     if image.ndim == 2:
         image = image[..., None]
     channels = image.shape[-1]
@@ -132,7 +133,7 @@ def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     if image.ndim != 3 or channels not in modes:
         raise ValueError(f"expected an image [H, W, C] with C in 1, 3, 4; got shape {tuple(image.shape)}")
     pixels = image.detach().to("cpu", torch.float32).nan_to_num(0.0).clamp(0.0, 1.0)
-    array = (pixels * 255.0).round().to(torch.uint8).numpy()
+    array = (pixels * 255.0).to(torch.uint8).numpy()
     if channels == 1:
         array = array[..., 0]
     return Image.fromarray(array, modes[channels])
