@@ -91,14 +91,16 @@ def ancestral_step(sigma_from: Tensor, sigma_to: Tensor, eta: float = 1.0) -> tu
 
 # -- noise -------------------------------------------------------------------------------------------
 def default_noise_sampler(x: Tensor, seed: int | None = None) -> NoiseSampler:
-    """Independent Gaussian noise per step, from its own generator seeded with the run's seed.
+    """Independent Gaussian noise per step, from its own generator seeded with seed + 1 (so it
+    is not a replay of the initial noise, which was drawn from ``seed``).
 
     Drawn on the CPU and moved to the latent's device, so a seed gives the same picture on every
-    device (ComfyUI draws on the latent's device: the same numbers on CPU, not on a GPU).
+    device. ComfyUI seeds the same way on the CPU but draws on the latent's device (and with the
+    plain seed on a GPU), so there its GPU pictures differ from its CPU ones and ours.
     """
     generator = torch.Generator("cpu")
     if seed is not None:
-        generator.manual_seed(int(seed))
+        generator.manual_seed(int(seed) + 1)
     else:
         generator.seed()
 
