@@ -104,6 +104,14 @@ def prepare_mask(mask: Tensor, shape: Sequence[int], device: torch.device) -> Te
     return mask[: int(shape[0])].to(device)
 
 
+def inpaint_noise(sampler: SamplerDef, noise: Tensor, seed: int | None) -> Tensor:
+    """The noise that re-noises the kept region at each σ: the run's, or a fresh draw."""
+    if not sampler.fresh_inpaint_noise:
+        return noise
+    generator = torch.Generator("cpu").manual_seed(int(seed or 0) + 1)
+    return torch.randn(noise.shape, generator=generator).to(noise.dtype).to(noise.device)
+
+
 @dataclass
 class MaskedDenoiser:
     """Inpainting: outside the mask the latent is held at the original, re-noised to each σ."""
@@ -165,7 +173,8 @@ def sample(
     noise = noise.float().to(device)
     denoiser: Denoiser = guider.bind(latent.shape, downscale)
     if noise_mask is not None:
-        denoiser = MaskedDenoiser(denoiser, prepare_mask(noise_mask, latent.shape, device), noise, latent)
+        mask = prepare_mask(noise_mask, latent.shape, device)
+        denoiser = MaskedDenoiser(denoiser, mask, inpaint_noise(sampler, noise, seed), latent)
     x = ms.noise_scaling(sigmas[0], noise, latent, ms.is_max_sigma(float(sigmas[0])))
 
     total = len(sigmas) - 1

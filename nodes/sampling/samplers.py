@@ -48,6 +48,9 @@ class SamplerDef:
     description: str = ""
     #: Steps along the unconditional estimate too (CFG++): the guider evaluates it even at cfg 1.
     needs_uncond: bool = False
+    #: Inpainting re-noises the kept region with fresh noise (seed + 1), not the initial noise
+    #: (ComfyUI's "ddim": Euler with ``inpaint_options.random``).
+    fresh_inpaint_noise: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
