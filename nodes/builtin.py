@@ -13,18 +13,28 @@ DATA_DIR = Path(__file__).parent / "data"
 def register_nodes():
     from latentgraph.nodes import images
     from latentgraph.nodes import latents
-    from latentgraph.nodes import conditioning, loaders, lora
-    from latentgraph.nodes.sampling import forward_noise, ksampler_nodes
+    from latentgraph.nodes import conditioning, conditioning_nodes, latent_mask, loaders, lora
+    from latentgraph.nodes.sampling import custom_nodes, forward_noise, ksampler_nodes
 
     return [
         *images.NODES,
         *latents.NODES,
         *ksampler_nodes.NODES,
         *forward_noise.NODES,
+        *custom_nodes.NODES,
         *loaders.NODES,
         *conditioning.NODES,
+        *conditioning_nodes.NODES,
+        *latent_mask.NODES,
         *lora.NODES,
     ]
+
+
+@hookimpl
+def register_types():
+    from latentgraph.nodes.sampling.custom_nodes import TYPES
+
+    return TYPES
 
 
 @hookimpl

@@ -19,6 +19,7 @@ Encoding follows ComfyUI so workflows give the same kind of conditioning:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -118,18 +119,31 @@ def _layer_index(layer: int, num_layers: int) -> int:
     return layer
 
 
+def _padded(tokenizer: Any, windows: list[list[int]], weights: list[list[float]], count: int) -> tuple[list, list]:
+    """Windows filled up to ``count`` with the empty prompt's window (ComfyUI's CLIPTextEncodeSDXL rule)."""
+    empty = token_windows(tokenizer, "")[0]
+    fill = count - len(windows)
+    return windows + [empty] * fill, weights + [[1.0] * len(empty)] * fill
+
+
 @torch.inference_mode()
-def encode_text(clip: TextEncoder, text: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hidden states ``[1, 77·windows, D]`` and pooled output ``[1, P]`` of a prompt."""
+def encode_text(
+    clip: TextEncoder, text: str, per_encoder: Sequence[str] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states ``[1, 77·windows, D]`` and pooled output ``[1, P]`` of a prompt.
+
+    ``per_encoder`` gives each text encoder its own prompt (SDXL's ``text_l`` / ``text_g``); the
+    encoder with fewer windows gets empty-prompt windows so the hidden states line up.
+    """
     final_norm = bool(clip.info.get("final_norm_on_hidden", clip.arch != "sdxl"))
+    texts = list(per_encoder) if per_encoder is not None else [text] * len(clip.encoders)
+    if len(texts) != len(clip.encoders):
+        raise ValueError(f"{len(texts)} prompts for {len(clip.encoders)} text encoders")
+    tokenized = [weighted_windows(tokenizer, t) for tokenizer, t in zip(clip.tokenizers, texts)]
+    count = max(len(windows) for windows, _ in tokenized)
     hidden_parts, pooled = [], None
-    windows_count = None
-    for tokenizer, encoder in zip(clip.tokenizers, clip.encoders):
-        windows, weights = weighted_windows(tokenizer, text)
-        if windows_count is None:
-            windows_count = len(windows)
-        elif len(windows) != windows_count:  # same vocabulary, so this would be a tokenizer bug
-            raise RuntimeError("the text encoders split the prompt differently")
+    for tokenizer, encoder, (windows, weights) in zip(clip.tokenizers, clip.encoders, tokenized):
+        windows, weights = _padded(tokenizer, windows, weights, count)
         weighted = any(w != 1.0 for row in weights for w in row)
         if weighted:  # the empty prompt is the reference weights scale from
             windows = [*windows, token_windows(tokenizer, "")[0]]
@@ -155,7 +169,7 @@ def encode_text(clip: TextEncoder, text: str) -> tuple[torch.Tensor, torch.Tenso
     return embeddings, pooled
 
 
-def _check_clip(clip: Any) -> TextEncoder:
+def check_clip(clip: Any) -> TextEncoder:
     if clip is None:
         raise NodeInputError(
             "clip", "is missing: the checkpoint loader found no text encoder in this checkpoint; load one that has it"
@@ -177,7 +191,7 @@ class CLIPEncode(Node):
     )
 
     def execute(self, ctx, clip, text=""):
-        clip = _check_clip(clip)
+        clip = check_clip(clip)
         if not isinstance(text, str):
             raise NodeInputError("text", f"expected text, got {type(text).__name__}")
         embeddings, pooled = encode_text(clip, text)
@@ -195,7 +209,7 @@ class CLIPSetLastLayer(Node):
     )
 
     def execute(self, ctx, clip, stop_at_clip_layer=-1):
-        clip = _check_clip(clip)
+        clip = check_clip(clip)
         layer = int(stop_at_clip_layer)
         if layer >= 0 or layer < -24:
             raise NodeInputError("stop_at_clip_layer", f"must be between -24 and -1, got {layer}")

@@ -8,8 +8,8 @@ to), SDXL sizes (``width``, ``height``, ``crop_w``, ``crop_h``, ``target_width``
 ``target_height``, ``aesthetic_score``).
 
 At every σ each side's entries are evaluated on their area (the UNet sees only that crop) and
-averaged, weighted by ``strength`` × mask (area edges feathered over 8 cells when there is no
-mask): Σ pred·w / Σ w. A :class:`GuidanceRule` then combines the sides (CFG: ``uncond + cfg·(cond
+averaged, weighted by ``strength`` × mask (area edges feathered over up to 8 cells when there is
+no mask): Σ pred·w / Σ w. A :class:`GuidanceRule` then combines the sides (CFG: ``uncond + cfg·(cond
 − uncond)``, applied to x0 estimates). A :class:`Guider` is the GUIDER value that flows between
 nodes; :meth:`Guider.bind` prepares it for one run's latent shape.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import torch
@@ -30,8 +30,10 @@ from latentgraph.nodes.components import DiffusionModel
 from latentgraph.nodes.sampling.kit import Prediction
 from latentgraph.nodes.sampling.model_sampling import ModelSampling
 
-#: Cells over which an area's edges fade in, where it does not touch the latent's border.
+#: Cells over which an area's edges fade in (at most), where it does not touch the latent's border.
 AREA_FEATHER = 8
+#: ComfyUI's areas are in 1/8 pixels; a model with another latent downscale reads them as pixels.
+AREA_UNIT = 8
 
 
 # -- one conditioning entry, prepared for a run ----------------------------------------------------------
@@ -79,16 +81,18 @@ class CondItem:
 
 
 def _feather(mult: Tensor, area: tuple[int, int, int, int], full: Sequence[int]) -> None:
-    """Fade an area's weight in over its first/last cells where it does not reach the border."""
+    """Fade an area's weight in over its first/last cells where it does not reach the border:
+    over 8 cells, or a quarter of the area's size if that is less (ComfyUI's rule)."""
     sizes, offsets = area[:2], area[2:]
     for d in range(2):
         axis = d + 2
+        cells = min(AREA_FEATHER, mult.shape[axis] // 4)
         if offsets[d] != 0:
-            for t in range(AREA_FEATHER):
-                mult.narrow(axis, t, 1).mul_((t + 1) / AREA_FEATHER)
+            for t in range(cells):
+                mult.narrow(axis, t, 1).mul_((1.0 / cells) * (t + 1))
         if sizes[d] + offsets[d] < full[d]:
-            for t in range(AREA_FEATHER):
-                mult.narrow(axis, sizes[d] - 1 - t, 1).mul_((t + 1) / AREA_FEATHER)
+            for t in range(cells):
+                mult.narrow(axis, sizes[d] - 1 - t, 1).mul_((1.0 / cells) * (t + 1))
 
 
 def check_conditioning(name: str, conditioning: Any) -> list[tuple[Tensor, dict[str, Any]]]:
@@ -132,13 +136,18 @@ def guidance_scale_embedding(w: Tensor, dim: int) -> Tensor:
     return emb
 
 
-def _resolve_area(area: Any, dims: tuple[int, int]) -> tuple[int, int, int, int] | None:
+def _resolve_area(area: Any, dims: tuple[int, int], downscale: int) -> tuple[int, int, int, int] | None:
+    """(h, w, y, x) in this latent's cells. Absolute areas are stored in 1/8 pixels (ComfyUI's
+    ConditioningSetArea); on a model whose latent cell is not 8 pixels they cover the same pixels."""
     if area is None:
         return None
     if area[0] == "percentage":
         h, w, y, x = (float(v) for v in area[1:5])
         return (max(1, round(h * dims[0])), max(1, round(w * dims[1])), round(y * dims[0]), round(x * dims[1]))
-    return tuple(int(v) for v in area[:4])  # type: ignore[return-value]
+    cells = tuple(int(v) for v in area[:4])
+    if downscale != AREA_UNIT:
+        cells = tuple(round(v * AREA_UNIT / downscale) for v in cells)
+    return cells  # type: ignore[return-value]
 
 
 def _resolve_mask(mask: Tensor, dims: tuple[int, int], device: torch.device) -> Tensor:
@@ -187,7 +196,7 @@ def prepare_items(
         added = None
         if getattr(config, "addition_embed_type", None) == "text_time":
             added = _added_cond(model, name, extras, pixel_hw, negative)
-        area = _resolve_area(extras.get("area"), dims)
+        area = _resolve_area(extras.get("area"), dims, downscale)
         mask = extras.get("mask")
         if isinstance(mask, Tensor):
             mask = _resolve_mask(mask, dims, model.device)
@@ -236,6 +245,42 @@ def _added_cond(model: DiffusionModel, name: str, extras: Mapping[str, Any], pix
         )
     ids = torch.tensor([_time_ids(extras, pixel_hw, n_ids, negative)])
     return {"text_embeds": pooled.to(model.device, model.dtype), "time_ids": ids.to(model.device, model.dtype)}
+
+
+def _area_inside(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> bool:
+    return all(inner[2 + d] >= outer[2 + d] and inner[d] + inner[2 + d] <= outer[d] + outer[2 + d] for d in range(2))
+
+
+def add_same_area_counterparts(sides: dict[str, list[CondItem]]) -> None:
+    """Give every area entry a partner over the same area on each other side (ComfyUI's rule),
+    so that, e.g., a positive prompt for the left half is guided against the negative there.
+
+    The partner takes its conditioning from the smallest entry of that side containing the area
+    (an entry without an area contains every area but any area entry is preferred), and its
+    area, mask, strength and timestep range from the area entry. None is added when that
+    smallest entry already has exactly this area.
+    """
+    for name, items in sides.items():
+        for item in list(items):
+            if item.area is None:
+                continue
+            for other, their in sides.items():
+                if other == name:
+                    continue
+                smallest: CondItem | None = None
+                for candidate in their:
+                    if candidate.area is None:
+                        if smallest is None:
+                            smallest = candidate
+                    elif _area_inside(item.area, candidate.area) and (
+                        smallest is None or smallest.area is None
+                        or math.prod(smallest.area[:2]) > math.prod(candidate.area[:2])
+                    ):
+                        smallest = candidate
+                if smallest is None or smallest.area == item.area:
+                    continue
+                their.append(replace(item, hidden=smallest.hidden, added=smallest.added,
+                                     timestep_cond=smallest.timestep_cond))
 
 
 # -- evaluating conditionings ---------------------------------------------------------------------------
@@ -366,17 +411,16 @@ class Guider:
             # Guidance-distilled (LCM) UNet: cfg goes in as an embedding, no unconditional pass.
             guidance_w = rule.cfg - 1.0
             rule = NoGuidance(names=rule.names[:1])
-        sides: list[list[CondItem] | None] = []
+        prepared: dict[str, list[CondItem]] = {}
         for name, wanted in zip(rule.names, rule.needed()):
-            if not wanted:
-                sides.append(None)
+            if name not in self.conds or self.conds[name] is None:
+                if wanted:
+                    raise NodeInputError(name, "is missing: this guider needs it")
                 continue
-            if name not in self.conds:
-                raise NodeInputError(name, "is missing: this guider needs it")
-            sides.append(
-                prepare_items(self.model, name, self.conds[name], latent_shape, downscale,
-                              negative=name in self.negatives, guidance_w=guidance_w)
-            )
+            prepared[name] = prepare_items(self.model, name, self.conds[name], latent_shape, downscale,
+                                           negative=name in self.negatives, guidance_w=guidance_w)
+        add_same_area_counterparts(prepared)
+        sides = [prepared.get(name) if wanted else None for name, wanted in zip(rule.names, rule.needed())]
         return BoundGuider(self.model, rule, sides)
 
 

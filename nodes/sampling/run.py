@@ -17,6 +17,7 @@ index (``batch_index`` picks which), so a seed gives the same picture on every d
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ from torch import Tensor
 
 from latentgraph.errors import NodeInputError
 from latentgraph.nodes.components import DiffusionModel
-from latentgraph.nodes.sampling.guidance import CFG, Guider
+from latentgraph.nodes.sampling.guidance import Guider
 from latentgraph.nodes.sampling.kit import Denoiser, Prediction, Step
 from latentgraph.nodes.sampling.samplers import SamplerDef
 
@@ -162,8 +163,8 @@ def sample(
     if sigmas.numel() == 0:
         return Result(samples, samples)
     rule = guider.rule
-    if sampler.needs_uncond and isinstance(rule, CFG):
-        guider = Guider(model, guider.conds, CFG(rule.cfg, rule.names, always_uncond=True), guider.negatives)
+    if sampler.needs_uncond and getattr(rule, "always_uncond", True) is False:
+        guider = dataclasses.replace(guider, rule=dataclasses.replace(rule, always_uncond=True))
     device = model.device
     ms = model.model_sampling
     sigmas = sigmas.float().to(device)
