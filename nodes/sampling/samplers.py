@@ -72,12 +72,7 @@ def builtin_samplers() -> list[SamplerDef]:
     """Every built-in sampler, in ComfyUI's order (unknown names last)."""
     found: dict[str, SamplerDef] = {}
     for module_name in _SOLVER_MODULES:
-        try:
-            module = importlib.import_module(f"latentgraph.nodes.sampling.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"latentgraph.nodes.sampling.{module_name}":
-                raise
-            continue
+        module = importlib.import_module(f"latentgraph.nodes.sampling.{module_name}")
         for definition in module.SAMPLERS:
             found[definition.name] = definition
     rank = {name: i for i, name in enumerate(COMFY_ORDER)}
