@@ -17,7 +17,7 @@ Embeddings are never modified in place: the input CONDITIONING stays valid for o
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -26,10 +26,11 @@ from torch import Tensor
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.conditioning import check_clip, encode_text
+from latentgraph.nodes.latent_mask import check_mask
+from latentgraph.nodes.latents import MAX_RESOLUTION
 
 log = logging.getLogger("latentgraph.conditioning")
 
-MAX_RESOLUTION = 16384
 Entry = tuple[Tensor, dict[str, Any]]
 
 
@@ -51,17 +52,35 @@ def set_values(name: str, conditioning: Any, values: Mapping[str, Any]) -> list[
     return [(emb, {**extras, **values}) for emb, extras in entries(name, conditioning)]
 
 
-def _first(name: str, conditioning: Any, node: str) -> Entry:
-    found = entries(name, conditioning)
+def _combine_with_first(node: str, conditioning_to: Any, conditioning_from: Any,
+                        combine: Callable[[Tensor, dict[str, Any], Tensor, dict[str, Any]], Entry]) -> list[Entry]:
+    """ComfyUI's two-input editors: ``combine(emb, extras, source, source_extras)`` every
+    ``conditioning_to`` entry with the first ``conditioning_from`` entry (the rest are ignored, with a
+    warning), after checking both come from the same text encoder (equal embedding width)."""
+    found = entries("conditioning_from", conditioning_from)
     if not found:
-        raise NodeInputError(name, "is an empty CONDITIONING")
+        raise NodeInputError("conditioning_from", "is an empty CONDITIONING")
     if len(found) > 1:
-        log.warning("%s: %s has %d entries, only the first is used (as in ComfyUI)", node, name, len(found))
-    return found[0]
+        log.warning("%s: conditioning_from has %d entries, only the first is used (as in ComfyUI)", node, len(found))
+    source, source_extras = found[0]
+    out = []
+    for emb, extras in entries("conditioning_to", conditioning_to):
+        if source.shape[-1] != emb.shape[-1]:
+            raise NodeInputError(
+                "conditioning_from", f"embeddings are {source.shape[-1]} wide but conditioning_to's are "
+                f"{emb.shape[-1]}: they come from different text encoders"
+            )
+        out.append(combine(emb, extras, source, source_extras))
+    return out
 
 
 def _strength() -> Any:
     return In("strength", "FLOAT", default=1.0, min=0.0, max=10.0, step=0.01)
+
+
+def _area_values(area: tuple, strength: float) -> dict[str, Any]:
+    """The extras of the two Set Area nodes: a rectangle evaluated on its own, weighed by strength."""
+    return {"area": area, "strength": float(strength), "set_area_to_bounds": False}
 
 
 class ConditioningSetArea(Node):
@@ -83,8 +102,7 @@ class ConditioningSetArea(Node):
 
     def execute(self, ctx, conditioning, width=64, height=64, x=0, y=0, strength=1.0):
         area = (int(height) // 8, int(width) // 8, int(y) // 8, int(x) // 8)
-        values = {"area": area, "strength": float(strength), "set_area_to_bounds": False}
-        return (set_values("conditioning", conditioning, values),)
+        return (set_values("conditioning", conditioning, _area_values(area, strength)),)
 
 
 class ConditioningSetAreaPercentage(Node):
@@ -105,12 +123,8 @@ class ConditioningSetAreaPercentage(Node):
     )
 
     def execute(self, ctx, conditioning, width=1.0, height=1.0, x=0.0, y=0.0, strength=1.0):
-        values = {
-            "area": ("percentage", float(height), float(width), float(y), float(x)),
-            "strength": float(strength),
-            "set_area_to_bounds": False,
-        }
-        return (set_values("conditioning", conditioning, values),)
+        area = ("percentage", float(height), float(width), float(y), float(x))
+        return (set_values("conditioning", conditioning, _area_values(area, strength)),)
 
 
 class ConditioningSetAreaStrength(Node):
@@ -144,8 +158,7 @@ class ConditioningSetMask(Node):
     )
 
     def execute(self, ctx, conditioning, mask, strength=1.0, set_cond_area="default"):
-        if not isinstance(mask, Tensor) or mask.ndim not in (2, 3):
-            raise NodeInputError("mask", "expected a MASK tensor [batch, height, width] or [height, width]")
+        mask = check_mask("mask", mask, max_ndim=3)
         if set_cond_area not in ("default", "mask bounds"):
             raise NodeInputError("set_cond_area", f"must be 'default' or 'mask bounds', got {set_cond_area!r}")
         values = {
@@ -192,27 +205,21 @@ class ConditioningAverage(Node):
 
     def execute(self, ctx, conditioning_to, conditioning_from, conditioning_to_strength=1.0):
         weight = float(conditioning_to_strength)
-        source, source_extras = _first("conditioning_from", conditioning_from, "ConditioningAverage")
-        pooled_from = source_extras.get("pooled_output")
-        out = []
-        for emb, extras in entries("conditioning_to", conditioning_to):
-            if source.shape[-1] != emb.shape[-1]:
-                raise NodeInputError(
-                    "conditioning_from", f"embeddings are {source.shape[-1]} wide but conditioning_to's are "
-                    f"{emb.shape[-1]}: they come from different text encoders"
-                )
+
+        def blend(emb: Tensor, extras: dict[str, Any], source: Tensor, source_extras: dict[str, Any]) -> Entry:
             other = source[:, : emb.shape[1]].to(emb)
             if other.shape[1] < emb.shape[1]:
                 pad = other.new_zeros(other.shape[0], emb.shape[1] - other.shape[1], other.shape[2])
                 other = torch.cat([other, pad], dim=1)
-            blended = emb * weight + other * (1.0 - weight)
+            pooled_from = source_extras.get("pooled_output")
             pooled_to = extras.get("pooled_output", pooled_from)
             if pooled_from is not None and pooled_to is not None:
                 extras["pooled_output"] = pooled_to * weight + pooled_from * (1.0 - weight)
             elif pooled_from is not None:
                 extras["pooled_output"] = pooled_from
-            out.append((blended, extras))
-        return (out,)
+            return emb * weight + other * (1.0 - weight), extras
+
+        return (_combine_with_first("ConditioningAverage", conditioning_to, conditioning_from, blend),)
 
 
 class ConditioningConcat(Node):
@@ -227,16 +234,10 @@ class ConditioningConcat(Node):
     )
 
     def execute(self, ctx, conditioning_to, conditioning_from):
-        source, _ = _first("conditioning_from", conditioning_from, "ConditioningConcat")
-        out = []
-        for emb, extras in entries("conditioning_to", conditioning_to):
-            if source.shape[-1] != emb.shape[-1]:
-                raise NodeInputError(
-                    "conditioning_from", f"embeddings are {source.shape[-1]} wide but conditioning_to's are "
-                    f"{emb.shape[-1]}: they come from different text encoders"
-                )
-            out.append((torch.cat([emb, source.to(emb)], dim=1), extras))
-        return (out,)
+        def concat(emb: Tensor, extras: dict[str, Any], source: Tensor, _: dict[str, Any]) -> Entry:
+            return torch.cat([emb, source.to(emb)], dim=1), extras
+
+        return (_combine_with_first("ConditioningConcat", conditioning_to, conditioning_from, concat),)
 
 
 class ConditioningZeroOut(Node):

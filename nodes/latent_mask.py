@@ -13,14 +13,15 @@ from torch import Tensor
 
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
+from latentgraph.nodes.latents import MAX_RESOLUTION
 from latentgraph.nodes.sampling.run import NOISE_MASK_KEY
 
-MAX_RESOLUTION = 16384
 CHANNELS = ("red", "green", "blue", "alpha")
 
 
-def check_mask(name: str, mask: object) -> Tensor:
-    if not isinstance(mask, Tensor) or mask.ndim < 2:
+def check_mask(name: str, mask: object, max_ndim: int | None = None) -> Tensor:
+    """``mask`` as a MASK tensor (at least [height, width]; at most ``max_ndim`` dimensions if given)."""
+    if not isinstance(mask, Tensor) or mask.ndim < 2 or (max_ndim is not None and mask.ndim > max_ndim):
         raise NodeInputError(name, "expected a MASK tensor [batch, height, width] or [height, width]")
     return mask
 

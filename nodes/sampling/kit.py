@@ -67,6 +67,15 @@ def batch_sigma(x: Tensor, sigma: Tensor | float) -> Tensor:
     return torch.as_tensor(sigma, dtype=x.dtype, device=x.device) * x.new_ones([x.shape[0]])
 
 
+def start_step(model: Denoiser, x: Tensor, sigmas: Tensor, i: int,
+               callback: StepCallback | None) -> tuple[Tensor, Tensor, Tensor]:
+    """How most steps begin: (σ_i, σ_i+1, the model's x0 estimate D(x, σ_i)), the estimate reported."""
+    sigma, sigma_next = sigmas[i], sigmas[i + 1]
+    denoised = model(x, batch_sigma(x, sigma))
+    report(callback, i, x, sigma, denoised)
+    return sigma, sigma_next, denoised
+
+
 def append_dims(v: Tensor, ndim: int) -> Tensor:
     return v[(...,) + (None,) * (ndim - v.ndim)]
 
@@ -87,6 +96,61 @@ def ancestral_step(sigma_from: Tensor, sigma_to: Tensor, eta: float = 1.0) -> tu
     )
     sigma_down = (sigma_to**2 - sigma_up**2) ** 0.5
     return sigma_down, sigma_up
+
+
+# -- half-log-SNR time λ ------------------------------------------------------------------------------
+# The exponential-integrator solvers step in λ = log(α/σ), in which the linear part of the diffusion
+# ODE/SDE integrates exactly. For the discrete (SD-style) models this project runs, latents are in σ
+# form (α = 1), so λ = −log σ; these two functions are the only place that would change for
+# flow-matching models (λ = logit(1 − σ)).
+def half_log_snr(sigma: Tensor) -> Tensor:
+    """λ = log(α/σ) = −log σ for a σ-form latent (σ = 0 gives +∞)."""
+    return sigma.log().neg()
+
+
+def sigma_at(lam: Tensor) -> Tensor:
+    """The inverse of :func:`half_log_snr`: σ = e^−λ."""
+    return lam.neg().exp()
+
+
+def signal_scale(sigma: Tensor, lam: Tensor | None = None) -> Tensor:
+    """The signal scale α = σ·e^λ at (σ, λ), λ = :func:`half_log_snr` (σ) unless given: 1 for
+    σ-form latents up to rounding, kept as computed (rather than a literal 1) so the numbers round
+    as ComfyUI's do."""
+    return sigma * (half_log_snr(sigma) if lam is None else lam).exp()
+
+
+def sqrt_one_minus_exp(z: Tensor) -> Tensor:
+    """√(1 − e^z), z ≤ 0: the standard deviation of the fresh noise that tops a unit-variance state
+    back up to one after its old part decayed by e^(z/2); with z = −2ηh, an SDE step's noise."""
+    return z.expm1().neg().sqrt()
+
+
+# -- CFG++ -------------------------------------------------------------------------------------------
+# CFG++ (Chung et al. 2024, "CFG++: Manifold-constrained Classifier Free Guidance for Diffusion
+# Models") lands each step on the guided x0 estimate but moves along the *unconditional* one.
+def x0_estimates(model: Denoiser, x: Tensor, sigma: Tensor, cfg_pp: bool) -> tuple[Tensor, Tensor]:
+    """(the guided x0 estimate, the estimate a step moves along): the unconditional one under
+    CFG++, else the guided one again."""
+    if cfg_pp:
+        prediction = model.predict(x, batch_sigma(x, sigma))
+        return prediction.denoised, prediction.uncond
+    denoised = model(x, batch_sigma(x, sigma))
+    return denoised, denoised
+
+
+def euler_step(x: Tensor, sigma: Tensor, sigma_to: Tensor, denoised: Tensor, along: Tensor, cfg_pp: bool) -> Tensor:
+    """A first-order step from σ to ``sigma_to``: Euler, x + (x − D)/σ·(σ_to − σ); under CFG++ the
+    guided estimate re-noised along the unconditional direction, D + (x − D_uncond)/σ·σ_to."""
+    if cfg_pp:
+        return denoised + to_d(x, sigma, along) * sigma_to
+    return x + to_d(x, sigma, denoised) * (sigma_to - sigma)
+
+
+def guidance_shift(x: Tensor, denoised: Tensor, uncond: Tensor) -> Tensor:
+    """x moved by the guidance D − D_uncond: a CFG++ exponential step decays this (instead of x)
+    towards the unconditional estimate, so the guidance enters once instead of being amplified."""
+    return x + (denoised - uncond)
 
 
 # -- noise -------------------------------------------------------------------------------------------
@@ -146,3 +210,16 @@ def brownian_noise_sampler(x: Tensor, sigmas: Tensor, seed: int | None) -> Brown
     """The Brownian-tree noise over the run's σ range (its smallest non-zero σ to its largest)."""
     positive = sigmas[sigmas > 0]
     return BrownianTreeNoiseSampler(x, positive.min(), sigmas.max(), seed=seed)
+
+
+def noise_sampler_or_default(x: Tensor, seed: int | None, noise_sampler: NoiseSampler | None) -> NoiseSampler:
+    """The run's per-step noise: ``noise_sampler`` when the caller gives one, else independent
+    Gaussian noise (:func:`default_noise_sampler`)."""
+    return default_noise_sampler(x, seed) if noise_sampler is None else noise_sampler
+
+
+def noise_sampler_or_brownian(x: Tensor, sigmas: Tensor, seed: int | None,
+                              noise_sampler: NoiseSampler | None) -> NoiseSampler:
+    """Like :func:`noise_sampler_or_default`, with Brownian-tree noise (:func:`brownian_noise_sampler`)
+    as the default: for the SDE samplers whose results should converge as steps grow."""
+    return brownian_noise_sampler(x, sigmas, seed) if noise_sampler is None else noise_sampler

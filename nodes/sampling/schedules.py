@@ -207,8 +207,15 @@ def loglinear_interp(sigmas: Sequence[float], n: int) -> np.ndarray:
     return np.exp(np.interp(np.linspace(0, 1, n), xs, ys))[::-1].copy()
 
 
-def _tail_to_zero(sigmas: Sequence[float], total: int) -> Tensor:
-    """The last ``total`` steps of a table, ending at σ = 0 instead of its smallest σ."""
+def _from_table(table: Sequence[float], steps: int, denoise: float, *, stretch: bool = True) -> Tensor:
+    """``steps`` steps from a published σ table, stretched to steps + 1 values in log σ when it has
+    another length (unless ``stretch`` is off); ``denoise`` < 1 keeps the last round(steps·denoise)
+    of them (rounded, where BasicScheduler lengthens the schedule instead). Ends at σ = 0 instead
+    of the table's smallest σ."""
+    if denoise <= 0.0:
+        return torch.FloatTensor([])
+    total = steps if denoise >= 1.0 else round(steps * denoise)
+    sigmas = loglinear_interp(table, steps + 1) if stretch and len(table) != steps + 1 else table
     tail = [float(s) for s in sigmas][-(total + 1):]
     tail[-1] = 0.0
     return torch.FloatTensor(tail)
@@ -226,14 +233,8 @@ AYS_NOISE_LEVELS: dict[str, tuple[float, ...]] = {
 
 
 def align_your_steps(model_type: str, steps: int, denoise: float = 1.0) -> Tensor:
-    """AYS σ for ``steps`` steps; ``denoise`` < 1 keeps the last round(steps·denoise) of them
-    (rounded, where BasicScheduler lengthens the schedule instead)."""
-    if denoise <= 0.0:
-        return torch.FloatTensor([])
-    total = steps if denoise >= 1.0 else round(steps * denoise)
-    table = AYS_NOISE_LEVELS[model_type]
-    sigmas = table if steps + 1 == len(table) else loglinear_interp(table, steps + 1)
-    return _tail_to_zero(sigmas, total)
+    """AYS σ for ``steps`` steps; ``denoise`` < 1 keeps the last round(steps·denoise) of them."""
+    return _from_table(AYS_NOISE_LEVELS[model_type], steps, denoise)
 
 
 def gits_coefficients() -> tuple[float, ...]:
@@ -244,15 +245,10 @@ def gits(coeff: float, steps: int, denoise: float = 1.0) -> Tensor:
     """GITS σ (Chen et al. 2024, "On the Trajectory Regularity of ODE-based Diffusion Sampling"):
     steps searched on SD1's 100-step uniform-timestep grid for 2–20 steps, per coefficient;
     more than 20 steps interpolate the 20-step row in log σ. ``denoise`` as in AYS."""
-    if denoise <= 0.0:
-        return torch.FloatTensor([])
     rows = _GITS_ROWS[round(coeff, 2)]
-    total = steps if denoise >= 1.0 else round(steps * denoise)
-    if steps <= len(rows) + 1:
-        sigmas: Sequence[float] | np.ndarray = [_GITS_GRID[i] for i in rows[steps - 2]]
-    else:
-        sigmas = loglinear_interp([_GITS_GRID[i] for i in rows[-1]], steps + 1)
-    return _tail_to_zero(sigmas, total)
+    if steps <= len(rows) + 1:  # as ComfyUI indexes: 1 step reads the 20-step row's tail
+        return _from_table([_GITS_GRID[i] for i in rows[steps - 2]], steps, denoise, stretch=False)
+    return _from_table([_GITS_GRID[i] for i in rows[-1]], steps, denoise)
 
 
 def sd_turbo(ms: ModelSampling, steps: int, denoise: float = 1.0) -> Tensor:

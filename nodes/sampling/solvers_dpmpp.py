@@ -21,30 +21,19 @@ from latentgraph.nodes.sampling.kit import (
     StepCallback,
     ancestral_step,
     batch_sigma,
-    brownian_noise_sampler,
-    default_noise_sampler,
+    euler_step,
+    guidance_shift,
+    half_log_snr,
+    noise_sampler_or_brownian,
+    noise_sampler_or_default,
     report,
-    to_d,
+    sigma_at,
+    signal_scale,
+    sqrt_one_minus_exp,
+    start_step,
+    x0_estimates,
 )
 from latentgraph.nodes.sampling.samplers import SamplerDef
-
-
-# -- λ = −log σ ------------------------------------------------------------------------------------
-def _lam(sigma: Tensor) -> Tensor:
-    """Half-log-SNR of a σ-form latent (α = 1): λ = log(α/σ) = −log σ (σ = 0 gives +∞)."""
-    return sigma.log().neg()
-
-
-def _sig(lam: Tensor) -> Tensor:
-    return lam.neg().exp()
-
-
-def _gaussian_noise(x: Tensor, seed: int | None, noise_sampler: NoiseSampler | None) -> NoiseSampler:
-    return default_noise_sampler(x, seed) if noise_sampler is None else noise_sampler
-
-
-def _brownian_noise(x: Tensor, sigmas: Tensor, seed: int | None, noise_sampler: NoiseSampler | None) -> NoiseSampler:
-    return brownian_noise_sampler(x, sigmas, seed) if noise_sampler is None else noise_sampler
 
 
 # -- DPM-Solver (singlestep, noise prediction) ----------------------------------------------------
@@ -59,7 +48,7 @@ class _EpsStages:
 
     def __call__(self, stage: str, x: Tensor, lam: Tensor) -> Tensor:
         if stage not in self.memo:
-            sigma = _sig(lam)
+            sigma = sigma_at(lam)
             self.memo[stage] = (x - self.model(x, batch_sigma(x, sigma))) / sigma
         return self.memo[stage]
 
@@ -70,19 +59,19 @@ def _dpm_solver_update(eps: _EpsStages, x: Tensor, lam: Tensor, lam_next: Tensor
     for Diffusion Probabilistic Model Sampling in Around 10 Steps", Algorithms 4-5 with α = 1).
     ``r1`` is the intermediate stage for order 2 (1/2 there unless an adaptive step asks for 1/3)."""
     h = lam_next - lam
-    sigma_next = _sig(lam_next)
+    sigma_next = sigma_at(lam_next)
     e0 = eps("eps", x, lam)
     first = x - sigma_next * h.expm1() * e0  # DPM-Solver-1 = DDIM
     if order == 1:
         return first
     s1 = lam + r1 * h
-    u1 = x - _sig(s1) * (r1 * h).expm1() * e0
+    u1 = x - sigma_at(s1) * (r1 * h).expm1() * e0
     e1 = eps("eps_r1", u1, s1)
     if order == 2:
         return first - sigma_next / (2 * r1) * h.expm1() * (e1 - e0)
     s2 = lam + r2 * h
-    u2 = (x - _sig(s2) * (r2 * h).expm1() * e0
-          - _sig(s2) * (r2 / r1) * ((r2 * h).expm1() / (r2 * h) - 1) * (e1 - e0))
+    u2 = (x - sigma_at(s2) * (r2 * h).expm1() * e0
+          - sigma_at(s2) * (r2 / r1) * ((r2 * h).expm1() / (r2 * h) - 1) * (e1 - e0))
     e2 = eps("eps_r2", u2, s2)
     return first - sigma_next / r2 * (h.expm1() / h - 1) * (e2 - e0)
 
@@ -101,9 +90,9 @@ def _noisy_target(lam: Tensor, lam_next: Tensor, lam_end: Tensor, eta: float) ->
     noise of size σ_up (the ancestral split of :func:`ancestral_step`)."""
     if not eta:
         return lam_next, 0.0
-    sigma_down, _ = ancestral_step(_sig(lam), _sig(lam_next), eta)
-    target = torch.minimum(lam_end, _lam(sigma_down))
-    return target, (_sig(lam_next) ** 2 - _sig(target) ** 2) ** 0.5
+    sigma_down, _ = ancestral_step(sigma_at(lam), sigma_at(lam_next), eta)
+    target = torch.minimum(lam_end, half_log_snr(sigma_down))
+    return target, (sigma_at(lam_next) ** 2 - sigma_at(target) ** 2) ** 0.5
 
 
 @torch.no_grad()
@@ -114,10 +103,10 @@ def sample_dpm_fast(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int | N
     third-order steps evenly spaced in λ between the schedule's σ_max and its last non-zero σ,
     finishing with a second- and/or first-order step. Only the two ends of ``sigmas`` matter."""
     sigma_min, sigma_max = _end_sigmas(sigmas)
-    lam_start, lam_end = _lam(sigma_max), _lam(sigma_min)
+    lam_start, lam_end = half_log_snr(sigma_max), half_log_snr(sigma_min)
     if eta and not lam_end > lam_start:
         raise ValueError("eta must be 0 when sampling towards more noise")
-    noise = _gaussian_noise(x, seed, noise_sampler)
+    noise = noise_sampler_or_default(x, seed, noise_sampler)
     budget = len(sigmas) - 1
     steps = budget // 3 + 1
     # ComfyUI spaces the grid with torch.linspace's default dtype (float32), whatever the σ dtype.
@@ -131,10 +120,10 @@ def sample_dpm_fast(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int | N
         target, sigma_up = _noisy_target(lam, lam_next, lam_end, eta)
         eps = _EpsStages(model)
         e0 = eps("eps", x, lam)
-        report(callback, i, x, _sig(lam), x - _sig(lam) * e0)
+        report(callback, i, x, sigma_at(lam), x - sigma_at(lam) * e0)
         x = _dpm_solver_update(eps, x, lam, target, order, r1=1 / 2 if order == 2 else 1 / 3)
         if eta:  # draw whenever ComfyUI's draw can matter, so the noise sequence stays aligned
-            x = x + sigma_up * s_noise * noise(_sig(lam), _sig(lam_next))
+            x = x + sigma_up * s_noise * noise(sigma_at(lam), sigma_at(lam_next))
     return x
 
 
@@ -181,11 +170,11 @@ def sample_dpm_adaptive(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int
     if order not in (2, 3):
         raise ValueError("order should be 2 or 3")
     sigma_min, sigma_max = _end_sigmas(sigmas)
-    lam, lam_end = _lam(sigma_max), _lam(sigma_min)
+    lam, lam_end = half_log_snr(sigma_max), half_log_snr(sigma_min)
     forward = bool(lam_end > lam)
     if eta and not forward:
         raise ValueError("eta must be 0 when sampling towards more noise")
-    noise = _gaussian_noise(x, seed, noise_sampler)
+    noise = noise_sampler_or_default(x, seed, noise_sampler)
     controller = _StepController(abs(h_init) * (1 if forward else -1), pcoeff, icoeff, dcoeff,
                                  1.5 if eta else order, accept_safety)
     # ComfyUI builds the tolerances as default-dtype (float32) tensors.
@@ -196,7 +185,7 @@ def sample_dpm_adaptive(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int
         lam_next = torch.minimum(lam_end, lam + controller.h) if forward else torch.maximum(lam_end, lam + controller.h)
         target, sigma_up = _noisy_target(lam, lam_next, lam_end, eta)
         eps = _EpsStages(model)
-        denoised = x - _sig(lam) * eps("eps", x, lam)
+        denoised = x - sigma_at(lam) * eps("eps", x, lam)
         if order == 2:
             low = _dpm_solver_update(eps, x, lam, target, 1)
             high = _dpm_solver_update(eps, x, lam, target, 2, r1=1 / 2)
@@ -209,72 +198,66 @@ def sample_dpm_adaptive(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int
             x_prev = low
             x = high
             if eta:
-                x = x + sigma_up * s_noise * noise(_sig(lam), _sig(lam_next))
+                x = x + sigma_up * s_noise * noise(sigma_at(lam), sigma_at(lam_next))
             lam = lam_next
-        report(callback, attempt, x, _sig(lam), denoised)
+        report(callback, attempt, x, sigma_at(lam), denoised)
         attempt += 1
     return x
 
 
 # -- DPM-Solver++ (data prediction) ---------------------------------------------------------------
+def _dpmpp_2s_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor, noise: NoiseSampler, callback: StepCallback | None,
+                        eta: float, s_noise: float, cfg_pp: bool) -> Tensor:
+    """Ancestral DPM-Solver++(2S) (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of
+    Diffusion Probabilistic Models", Algorithm 1 with r = 1/2): a second-order singlestep move to
+    σ_down through the λ-midpoint, then fresh Gaussian noise of size σ_up; the last step is first
+    order.
+
+    With ``cfg_pp`` (Chung et al. 2024, "CFG++: Manifold-constrained Classifier Free Guidance for
+    Diffusion Models") the latent that is decayed towards the estimate is first moved by the
+    guidance D − D_uncond, so the guidance enters once instead of being amplified by the step. As
+    in ComfyUI, the full step's guidance term uses the *midpoint's* unconditional estimate (ComfyUI
+    keeps the last model call's one) with the start's guided estimate.
+    """
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised, uncond = x0_estimates(model, x, sigma, cfg_pp)
+        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
+        report(callback, i, x, sigma, denoised)
+        if sigma_down == 0:
+            x = euler_step(x, sigma, sigma_down, denoised, uncond, cfg_pp)
+        else:
+            lam, lam_down = half_log_snr(sigma), half_log_snr(sigma_down)
+            h = lam_down - lam
+            lam_mid = lam + h / 2
+            x_start = guidance_shift(x, denoised, uncond) if cfg_pp else x
+            x_mid = (sigma_at(lam_mid) / sigma_at(lam)) * x_start - (-h / 2).expm1() * denoised
+            denoised_mid, uncond_mid = x0_estimates(model, x_mid, sigma_at(lam_mid), cfg_pp)
+            x_start = guidance_shift(x, denoised, uncond_mid) if cfg_pp else x
+            x = (sigma_at(lam_down) / sigma_at(lam)) * x_start - (-h).expm1() * denoised_mid
+        if sigma_next > 0:
+            x = x + noise(sigma, sigma_next) * s_noise * sigma_up
+    return x
+
+
 @torch.no_grad()
 def sample_dpmpp_2s_ancestral(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int | None = None,
                               callback: StepCallback | None = None, noise_sampler: NoiseSampler | None = None,
                               eta: float = 1.0, s_noise: float = 1.0) -> Tensor:
-    """Ancestral DPM-Solver++(2S) (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of
-    Diffusion Probabilistic Models", Algorithm 1 with r = 1/2): a second-order singlestep move to
-    σ_down through the λ-midpoint, then fresh Gaussian noise of size σ_up."""
-    noise = _gaussian_noise(x, seed, noise_sampler)
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = model(x, batch_sigma(x, sigma))
-        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
-        report(callback, i, x, sigma, denoised)
-        if sigma_down == 0:
-            x = x + to_d(x, sigma, denoised) * (sigma_down - sigma)  # last step: Euler to σ = 0
-        else:
-            lam, lam_down = _lam(sigma), _lam(sigma_down)
-            h = lam_down - lam
-            lam_mid = lam + h / 2
-            x_mid = (_sig(lam_mid) / _sig(lam)) * x - (-h / 2).expm1() * denoised
-            denoised_mid = model(x_mid, batch_sigma(x, _sig(lam_mid)))
-            x = (_sig(lam_down) / _sig(lam)) * x - (-h).expm1() * denoised_mid
-        if sigma_next > 0:
-            x = x + noise(sigma, sigma_next) * s_noise * sigma_up
-    return x
+    """Ancestral DPM-Solver++(2S) (Lu et al. 2022, "DPM-Solver++", Algorithm 1 with r = 1/2); see
+    :func:`_dpmpp_2s_ancestral`."""
+    return _dpmpp_2s_ancestral(model, x, sigmas, noise_sampler_or_default(x, seed, noise_sampler), callback,
+                               eta, s_noise, cfg_pp=False)
 
 
 @torch.no_grad()
 def sample_dpmpp_2s_ancestral_cfg_pp(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int | None = None,
                                      callback: StepCallback | None = None, noise_sampler: NoiseSampler | None = None,
                                      eta: float = 1.0, s_noise: float = 1.0) -> Tensor:
-    """Ancestral DPM-Solver++(2S) with CFG++ (Chung et al. 2024, "CFG++: Manifold-constrained
-    Classifier Free Guidance for Diffusion Models"; Lu et al. 2022 DPM-Solver++ Algorithm 1): the
-    latent that is decayed towards the estimate is first moved by the guidance D − D_uncond, so
-    the guidance enters once instead of being amplified by the step.
-
-    As in ComfyUI, the full step's guidance term uses the *midpoint's* unconditional estimate
-    (ComfyUI keeps the last model call's one) with the start's guided estimate.
-    """
-    noise = _gaussian_noise(x, seed, noise_sampler)
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        pred = model.predict(x, batch_sigma(x, sigma))
-        denoised = pred.denoised
-        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
-        report(callback, i, x, sigma, denoised)
-        if sigma_down == 0:
-            x = denoised + to_d(x, sigma, pred.uncond) * sigma_down
-        else:
-            lam, lam_down = _lam(sigma), _lam(sigma_down)
-            h = lam_down - lam
-            lam_mid = lam + h / 2
-            x_mid = (_sig(lam_mid) / _sig(lam)) * (x + (denoised - pred.uncond)) - (-h / 2).expm1() * denoised
-            mid = model.predict(x_mid, batch_sigma(x, _sig(lam_mid)))
-            x = (_sig(lam_down) / _sig(lam)) * (x + (denoised - mid.uncond)) - (-h).expm1() * mid.denoised
-        if sigma_next > 0:
-            x = x + noise(sigma, sigma_next) * s_noise * sigma_up
-    return x
+    """Ancestral DPM-Solver++(2S) with CFG++ (Chung et al. 2024, "CFG++"; Lu et al. 2022
+    DPM-Solver++ Algorithm 1); see :func:`_dpmpp_2s_ancestral`."""
+    return _dpmpp_2s_ancestral(model, x, sigmas, noise_sampler_or_default(x, seed, noise_sampler), callback,
+                               eta, s_noise, cfg_pp=True)
 
 
 @torch.no_grad()
@@ -285,31 +268,30 @@ def sample_dpmpp_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int | 
     sub-steps made ancestral as in Karras et al. 2022): a stage at λ + r·h, then the full step with
     the two estimates blended 1 − 1/(2r) : 1/(2r). Noise comes from one Brownian path per run, so
     a step's two noises are correlated and results converge as steps grow."""
-    noise = _brownian_noise(x, sigmas, seed, noise_sampler)
+    noise = noise_sampler_or_brownian(x, sigmas, seed, noise_sampler)
     blend = 1 / (2 * r)
     for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = model(x, batch_sigma(x, sigma))
-        report(callback, i, x, sigma, denoised)
+        sigma, sigma_next, denoised = start_step(model, x, sigmas, i, callback)
         if sigma_next == 0:
             x = denoised
             continue
-        lam, lam_next = _lam(sigma), _lam(sigma_next)
+        lam, lam_next = half_log_snr(sigma), half_log_snr(sigma_next)
         h = lam_next - lam
         lam_stage = lam + r * h
-        sigma_stage = _sig(lam_stage)
+        sigma_stage = sigma_at(lam_stage)
         # α = σ·e^λ is 1 up to rounding in σ form; kept so the arithmetic is ComfyUI's.
-        alpha, alpha_stage, alpha_next = sigma * lam.exp(), sigma_stage * lam_stage.exp(), sigma_next * lam_next.exp()
+        alpha, alpha_stage, alpha_next = (signal_scale(sigma, lam), signal_scale(sigma_stage, lam_stage),
+                                          signal_scale(sigma_next, lam_next))
 
-        down, up = ancestral_step(_sig(lam), _sig(lam_stage), eta)
-        h_down = _lam(down) - lam
+        down, up = ancestral_step(sigma_at(lam), sigma_at(lam_stage), eta)
+        h_down = half_log_snr(down) - lam
         x_stage = (alpha_stage / alpha) * (-h_down).exp() * x - alpha_stage * (-h_down).expm1() * denoised
         if eta > 0 and s_noise > 0:
             x_stage = x_stage + alpha_stage * noise(sigma, sigma_stage) * s_noise * up
         denoised_stage = model(x_stage, batch_sigma(x, sigma_stage))
 
-        down, up = ancestral_step(_sig(lam), _sig(lam_next), eta)
-        h_down = _lam(down) - lam
+        down, up = ancestral_step(sigma_at(lam), sigma_at(lam_next), eta)
+        h_down = half_log_snr(down) - lam
         mixed = (1 - blend) * denoised + blend * denoised_stage
         x = (alpha_next / alpha) * (-h_down).exp() * x - alpha_next * (-h_down).expm1() * mixed
         if eta > 0 and s_noise > 0:
@@ -325,17 +307,15 @@ def sample_dpmpp_2m(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int | N
     first and the last (σ = 0) step."""
     previous: Tensor | None = None
     for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = model(x, batch_sigma(x, sigma))
-        report(callback, i, x, sigma, denoised)
-        lam, lam_next = _lam(sigma), _lam(sigma_next)
+        sigma, sigma_next, denoised = start_step(model, x, sigmas, i, callback)
+        lam, lam_next = half_log_snr(sigma), half_log_snr(sigma_next)
         h = lam_next - lam
         if previous is None or sigma_next == 0:
             estimate = denoised
         else:
-            ratio = (lam - _lam(sigmas[i - 1])) / h
+            ratio = (lam - half_log_snr(sigmas[i - 1])) / h
             estimate = (1 + 1 / (2 * ratio)) * denoised - (1 / (2 * ratio)) * previous
-        x = (_sig(lam_next) / _sig(lam)) * x - (-h).expm1() * estimate
+        x = (sigma_at(lam_next) / sigma_at(lam)) * x - (-h).expm1() * estimate
         previous = denoised
     return x
 
@@ -349,23 +329,81 @@ def sample_dpmpp_2m_cfg_pp(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: 
     previous_uncond: Tensor | None = None
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        pred = model.predict(x, batch_sigma(x, sigma))
-        report(callback, i, x, sigma, pred.denoised)
-        lam, lam_next = _lam(sigma), _lam(sigma_next)
+        denoised, uncond = x0_estimates(model, x, sigma, cfg_pp=True)
+        report(callback, i, x, sigma, denoised)
+        lam, lam_next = half_log_snr(sigma), half_log_snr(sigma_next)
         h = lam_next - lam
         decay = torch.exp(-h)
-        mix = -decay * pred.uncond
+        mix = -decay * uncond
         if previous_uncond is not None and sigma_next != 0:
-            ratio = (lam - _lam(sigmas[i - 1])) / h
-            mix = mix - torch.expm1(-h) * (1 / (2 * ratio)) * (pred.denoised - previous_uncond)
-        x = pred.denoised + mix + decay * x
-        previous_uncond = pred.uncond
+            ratio = (lam - half_log_snr(sigmas[i - 1])) / h
+            mix = mix - torch.expm1(-h) * (1 / (2 * ratio)) * (denoised - previous_uncond)
+        x = denoised + mix + decay * x
+        previous_uncond = uncond
     return x
 
 
 def _sde_noise_term(noise: NoiseSampler, sigma: Tensor, sigma_next: Tensor, h: Tensor, eta: float, s_noise: float) -> Tensor:
     """The Brownian increment of the data-prediction SDE over one step: σ_next·sqrt(1 − e^(−2ηh))."""
-    return noise(sigma, sigma_next) * sigma_next * (-2 * h * eta).expm1().neg().sqrt() * s_noise
+    return noise(sigma, sigma_next) * sigma_next * sqrt_one_minus_exp(-2 * h * eta) * s_noise
+
+
+def _correction_2m(solver_type: str, x: Tensor, denoised: Tensor, estimates: list[Tensor], hs: list[Tensor | None],
+                   h: Tensor, h_eta: Tensor, alpha_next: Tensor, gain: Tensor) -> Tensor:
+    """2M: the first-order step corrected by the difference to the previous estimate, weighted by
+    the midpoint rule or the Heun (φ₂) rule."""
+    if not estimates:
+        return x
+    inv_ratio = 1 / (hs[0] / h)
+    if solver_type == "heun":
+        return x + alpha_next * (gain / (-h_eta) + 1) * inv_ratio * (denoised - estimates[0])
+    return x + 0.5 * alpha_next * gain * inv_ratio * (denoised - estimates[0])
+
+
+def _correction_3m(x: Tensor, denoised: Tensor, estimates: list[Tensor], hs: list[Tensor | None],
+                   h: Tensor, h_eta: Tensor, alpha_next: Tensor) -> Tensor:
+    """3M: the φ₂/φ₃ integrals of the last two differences (second order while only one exists)."""
+    phi_2 = h_eta.neg().expm1() / h_eta + 1
+    if len(hs) == 2 and hs[1] is not None:
+        r0, r1 = hs[0] / h, hs[1] / h
+        diff_0 = (denoised - estimates[0]) / r0
+        diff_1 = (estimates[0] - estimates[1]) / r1
+        first = diff_0 + (diff_0 - diff_1) * r0 / (r0 + r1)
+        second = (diff_0 - diff_1) / (r0 + r1)
+        phi_3 = phi_2 / h_eta - 0.5
+        return x + (alpha_next * phi_2) * first - (alpha_next * phi_3) * second
+    if hs and hs[0] is not None:
+        return x + (alpha_next * phi_2) * ((denoised - estimates[0]) / (hs[0] / h))
+    return x
+
+
+def _dpmpp_multistep_sde(model: Denoiser, x: Tensor, sigmas: Tensor, noise: NoiseSampler, callback: StepCallback | None,
+                         eta: float, s_noise: float, order: int, solver_type: str = "midpoint") -> Tensor:
+    """DPM-Solver++(2M) SDE (``order`` 2) and (3M) SDE (``order`` 3): the exact linear part of the
+    data-prediction SDE, a multistep correction from the last steps' estimates, and Brownian noise
+    (η = 0 is the ODE). The last (σ = 0) step returns the estimate."""
+    estimates: list[Tensor] = []  # the last two steps' data estimates, newest first
+    hs: list[Tensor | None] = []  # their step sizes in λ
+    h: Tensor | None = None
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next, denoised = start_step(model, x, sigmas, i, callback)
+        if sigma_next == 0:
+            x = denoised
+        else:
+            lam, lam_next = half_log_snr(sigma), half_log_snr(sigma_next)
+            h = lam_next - lam
+            h_eta = h * (eta + 1)
+            alpha_next = signal_scale(sigma_next, lam_next)
+            gain = (-h_eta).expm1().neg()  # 1 − e^(−(1+η)h)
+            x = sigma_next / sigma * (-h * eta).exp() * x + alpha_next * gain * denoised
+            if order == 2:
+                x = _correction_2m(solver_type, x, denoised, estimates, hs, h, h_eta, alpha_next, gain)
+            else:
+                x = _correction_3m(x, denoised, estimates, hs, h, h_eta, alpha_next)
+            if eta > 0 and s_noise > 0:
+                x = x + _sde_noise_term(noise, sigma, sigma_next, h, eta, s_noise)
+        estimates, hs = [denoised] + estimates[:1], [h] + hs[:1]
+    return x
 
 
 @torch.no_grad()
@@ -378,33 +416,8 @@ def sample_dpmpp_2m_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int
     noise. η = 0 is the ODE (DPM-Solver++(2M) with that correction)."""
     if solver_type not in ("heun", "midpoint"):
         raise ValueError("solver_type must be 'heun' or 'midpoint'")
-    noise = _brownian_noise(x, sigmas, seed, noise_sampler)
-    previous: Tensor | None = None
-    h_previous: Tensor | None = None
-    h: Tensor | None = None
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = model(x, batch_sigma(x, sigma))
-        report(callback, i, x, sigma, denoised)
-        if sigma_next == 0:
-            x = denoised
-        else:
-            lam, lam_next = _lam(sigma), _lam(sigma_next)
-            h = lam_next - lam
-            h_eta = h * (eta + 1)
-            alpha_next = sigma_next * lam_next.exp()
-            gain = (-h_eta).expm1().neg()  # 1 − e^(−(1+η)h)
-            x = sigma_next / sigma * (-h * eta).exp() * x + alpha_next * gain * denoised
-            if previous is not None:
-                inv_ratio = 1 / (h_previous / h)
-                if solver_type == "heun":
-                    x = x + alpha_next * (gain / (-h_eta) + 1) * inv_ratio * (denoised - previous)
-                else:
-                    x = x + 0.5 * alpha_next * gain * inv_ratio * (denoised - previous)
-            if eta > 0 and s_noise > 0:
-                x = x + _sde_noise_term(noise, sigma, sigma_next, h, eta, s_noise)
-        previous, h_previous = denoised, h
-    return x
+    return _dpmpp_multistep_sde(model, x, sigmas, noise_sampler_or_brownian(x, sigmas, seed, noise_sampler), callback,
+                                eta, s_noise, order=2, solver_type=solver_type)
 
 
 @torch.no_grad()
@@ -423,40 +436,8 @@ def sample_dpmpp_3m_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int
     """DPM-Solver++(3M) SDE (Lu et al. 2022, DPM-Solver++ §4.2 multistep, third order through the
     φ₂/φ₃ integrals of the last two differences; SDE noise as in :func:`sample_dpmpp_2m_sde`).
     Orders 1, 2, 3 on the first three steps, the last (σ = 0) step returns the estimate."""
-    noise = _brownian_noise(x, sigmas, seed, noise_sampler)
-    d1_prev: Tensor | None = None  # data estimates of the last two steps
-    d2_prev: Tensor | None = None
-    h: Tensor | None = None
-    h1: Tensor | None = None  # their step sizes in λ
-    h2: Tensor | None = None
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = model(x, batch_sigma(x, sigma))
-        report(callback, i, x, sigma, denoised)
-        if sigma_next == 0:
-            x = denoised
-        else:
-            lam, lam_next = _lam(sigma), _lam(sigma_next)
-            h = lam_next - lam
-            h_eta = h * (eta + 1)
-            alpha_next = sigma_next * lam_next.exp()
-            x = sigma_next / sigma * (-h * eta).exp() * x + alpha_next * (-h_eta).expm1().neg() * denoised
-            phi_2 = h_eta.neg().expm1() / h_eta + 1
-            if h2 is not None:
-                r0, r1 = h1 / h, h2 / h
-                diff_0 = (denoised - d1_prev) / r0
-                diff_1 = (d1_prev - d2_prev) / r1
-                first = diff_0 + (diff_0 - diff_1) * r0 / (r0 + r1)
-                second = (diff_0 - diff_1) / (r0 + r1)
-                phi_3 = phi_2 / h_eta - 0.5
-                x = x + (alpha_next * phi_2) * first - (alpha_next * phi_3) * second
-            elif h1 is not None:
-                x = x + (alpha_next * phi_2) * ((denoised - d1_prev) / (h1 / h))
-            if eta > 0 and s_noise > 0:
-                x = x + _sde_noise_term(noise, sigma, sigma_next, h, eta, s_noise)
-        d1_prev, d2_prev = denoised, d1_prev
-        h1, h2 = h, h1
-    return x
+    return _dpmpp_multistep_sde(model, x, sigmas, noise_sampler_or_brownian(x, sigmas, seed, noise_sampler), callback,
+                                eta, s_noise, order=3)
 
 
 _SDE = {"eta": 1.0, "s_noise": 1.0}

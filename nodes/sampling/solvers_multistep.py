@@ -20,8 +20,9 @@ from latentgraph.nodes.sampling.kit import (
     NoiseSampler,
     StepCallback,
     batch_sigma,
-    default_noise_sampler,
+    noise_sampler_or_default,
     report,
+    start_step,
     to_d,
 )
 from latentgraph.nodes.sampling.samplers import SamplerDef
@@ -37,11 +38,9 @@ def sample_ddpm(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int | None 
     The step happens in the variance-preserving view x_vp = x / sqrt(1 + σ²) with ᾱ = 1/(1 + σ²);
     the "β" of a step is 1 − ᾱ_from/ᾱ_to. The last step to σ = 0 adds no noise.
     """
-    noise = default_noise_sampler(x, seed) if noise_sampler is None else noise_sampler
+    noise = noise_sampler_or_default(x, seed, noise_sampler)
     for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = model(x, batch_sigma(x, sigma))
-        report(callback, i, x, sigma, denoised)
+        sigma, sigma_next, denoised = start_step(model, x, sigmas, i, callback)
         eps = (x - denoised) / sigma
         abar = 1 / (sigma * sigma + 1)
         abar_next = 1 / (sigma_next * sigma_next + 1)
@@ -62,7 +61,7 @@ def sample_lcm(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int | None =
                callback: StepCallback | None = None, noise_sampler: NoiseSampler | None = None) -> Tensor:
     """Latent Consistency Model sampling (Luo et al. 2023, "Latent Consistency Models", Alg. 1):
     jump to the model's x0 estimate, then re-noise it with fresh noise to the next σ."""
-    noise = default_noise_sampler(x, seed) if noise_sampler is None else noise_sampler
+    noise = noise_sampler_or_default(x, seed, noise_sampler)
     for i in range(len(sigmas) - 1):
         denoised = model(x, batch_sigma(x, sigmas[i]))
         report(callback, i, x, sigmas[i], denoised)
@@ -189,7 +188,7 @@ def _multistep(model: Denoiser, x: Tensor, sigmas: Tensor, callback: StepCallbac
         # ComfyUI reports the *initial* x at every step here (a quirk of its code); we report the
         # current one, which is what the Step contract means.
         report(callback, i, x, sigmas[i], denoised)
-        d = (x - denoised) / sigmas[i]
+        d = to_d(x, sigmas[i], denoised)
         order = min(max_order, i + 1)
         x = step(i, order, x, denoised, [d] + history[::-1][: order - 1])
         if max_order > 1:

@@ -3,8 +3,9 @@
 Most of them are exponential integrators: they step in the half-log-SNR time λ = log(α/σ_VP), in
 which the linear part of the diffusion ODE/SDE integrates exactly and only the x0 predictions
 are interpolated. For the discrete (SD-style, variance-exploding σ form) models this project
-runs, λ = −log σ and α = 1; the two conversion helpers below are the only place that would
-change for flow-matching models (λ = logit(1 − σ), where the first σ = 1 must also be nudged).
+runs, λ = −log σ and α = 1; the conversion helpers in :mod:`~latentgraph.nodes.sampling.kit`
+(``half_log_snr``, ``sigma_at``) are the only place that would change for flow-matching models
+(λ = logit(1 − σ), where the first σ = 1 must also be nudged).
 """
 
 from __future__ import annotations
@@ -20,25 +21,22 @@ from latentgraph.nodes.sampling.kit import (
     StepCallback,
     ancestral_step,
     batch_sigma,
-    default_noise_sampler,
+    euler_step,
+    guidance_shift,
+    half_log_snr,
+    noise_sampler_or_default,
     report,
+    sigma_at,
+    signal_scale,
+    sqrt_one_minus_exp,
+    start_step,
     to_d,
+    x0_estimates,
 )
-from latentgraph.nodes.sampling.model_sampling import ModelSampling
 from latentgraph.nodes.sampling.samplers import SamplerDef
 
 
-# -- time variables -------------------------------------------------------------------------------
-def half_log_snr(sigma: Tensor, model_sampling: ModelSampling) -> Tensor:
-    """λ(σ) = log(α/σ): for a discrete ε/v model in σ form α = 1, so λ = −log σ."""
-    return sigma.log().neg()
-
-
-def sigma_at(lam: Tensor, model_sampling: ModelSampling) -> Tensor:
-    """The inverse of :func:`half_log_snr`."""
-    return lam.neg().exp()
-
-
+# -- exponential-integrator weights ---------------------------------------------------------------
 def _h_phi_1(z: Tensor) -> Tensor:
     """z·φ₁(z) = e^z − 1, the weight of a constant x0 over an exponential-integrator step."""
     return torch.expm1(z)
@@ -60,34 +58,28 @@ def _res_multistep(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int | No
     With ``eta`` > 0 the step lands on σ_down and fresh noise of size σ_up is added (ancestral).
     CFG++ (Chung et al. 2024, arXiv:2406.08070) renoises along the unconditional estimate.
     """
-    noise = default_noise_sampler(x, seed) if noise_sampler is None else noise_sampler
-    ms = model.model_sampling
+    noise = noise_sampler_or_default(x, seed, noise_sampler)
     previous: Tensor | None = None  # last step's x0 estimate (the unconditional one for CFG++)
     previous_sigma_down: Tensor | None = None
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        prediction = model.predict(x, batch_sigma(x, sigma))
-        denoised = prediction.denoised
         # CFG++ steps along the unconditional estimate; plain RES along the guided one.
-        along = prediction.uncond if cfg_pp else denoised
+        denoised, along = x0_estimates(model, x, sigma, cfg_pp)
         sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
         report(callback, i, x, sigma, denoised)
         if previous is None or sigma_down == 0:
-            if cfg_pp:
-                x = denoised + to_d(x, sigma, along) * sigma_down
-            else:
-                x = x + to_d(x, sigma, denoised) * (sigma_down - sigma)
+            x = euler_step(x, sigma, sigma_down, denoised, along, cfg_pp)
         else:
-            lam, lam_down = half_log_snr(sigma, ms), half_log_snr(sigma_down, ms)
+            lam, lam_down = half_log_snr(sigma), half_log_snr(sigma_down)
             h = lam_down - lam
             # where the previous estimate sits on this step, in units of h (negative: behind us)
-            c2 = (half_log_snr(sigmas[i - 1], ms) - half_log_snr(previous_sigma_down, ms)) / h
+            c2 = (half_log_snr(sigmas[i - 1]) - half_log_snr(previous_sigma_down)) / h
             phi1 = torch.expm1(-h) / -h
             phi2 = (phi1 - 1.0) / -h
             w_old = torch.nan_to_num(phi2 / c2, nan=0.0)
             w_now = torch.nan_to_num(phi1 - phi2 / c2, nan=0.0)
             if cfg_pp:
-                x = x + (denoised - along)
+                x = guidance_shift(x, denoised, along)
             x = torch.exp(-h) * x + h * (w_now * along + w_old * previous)
         if sigma_next > 0 and eta > 0:
             x = x + noise(sigma, sigma_next) * s_noise * sigma_up
@@ -137,9 +129,8 @@ def _gradient_estimation(model: Denoiser, x: Tensor, sigmas: Tensor, *, callback
     previous_d: Tensor | None = None
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        prediction = model.predict(x, batch_sigma(x, sigma))
-        denoised = prediction.denoised
-        d = to_d(x, sigma, prediction.uncond if cfg_pp else denoised)
+        denoised, along = x0_estimates(model, x, sigma, cfg_pp)
+        d = to_d(x, sigma, along)
         report(callback, i, x, sigma, denoised)
         dt = sigma_next - sigma
         if sigma_next == 0:
@@ -203,17 +194,14 @@ def sample_er_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int | Non
         eta, s_noise = 0.0, 0.0
     if noise_scaler is None:
         noise_scaler = er_sde_noise_scaler if solver_type == "ER-SDE" else reverse_time_sde_noise_scaler(eta)
-    noise = default_noise_sampler(x, seed) if noise_sampler is None else noise_sampler
-    ms = model.model_sampling
-    er_lambdas = half_log_snr(sigmas, ms).neg().exp()  # ℓ = σ_VP/α
+    noise = noise_sampler_or_default(x, seed, noise_sampler)
+    er_lambdas = half_log_snr(sigmas).neg().exp()  # ℓ = σ_VP/α
     # ComfyUI integrates on a float32 grid whatever the latent's dtype; keep that for equal numbers
     grid = torch.arange(0, float(_ER_SDE_POINTS), dtype=torch.float32, device=x.device)
     previous: Tensor | None = None
     previous_slope: Tensor | None = None
     for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = model(x, batch_sigma(x, sigma))
-        report(callback, i, x, sigma, denoised)
+        sigma, sigma_next, denoised = start_step(model, x, sigmas, i, callback)
         stage = min(max_stage, i + 1)
         if sigma_next == 0:
             x = denoised
@@ -243,59 +231,84 @@ def sample_er_sde(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int | Non
 
 
 # -- SEEDS ----------------------------------------------------------------------------------------------
+def _continue_path(path: Tensor, log_decay: Tensor, fresh: Tensor) -> Tensor:
+    """An Ornstein-Uhlenbeck-style path carried to the next sub-step: the old increment decays by
+    e^{log_decay} and fresh noise tops the variance back up to one."""
+    return path * log_decay.exp() + sqrt_one_minus_exp(log_decay.mul(2)) * fresh
+
+
+def seeds_solver(model: Denoiser, x: Tensor, sigmas: Tensor, *, noise: NoiseSampler, callback: StepCallback | None,
+                 eta: float, s_noise: float, stages: tuple[float, ...], solver_type: str = "phi_2") -> Tensor:
+    """SEEDS, the stochastic exponential derivative-free solvers in data prediction (Gonzalez et al.
+    2023, "SEEDS: Exponential SDE Solvers for Fast High-Quality Sampling from Diffusion Models",
+    arXiv:2305.14267), with two (``stages`` = (r,)) or three (``stages`` = (r₁, r₂)) stages.
+
+    Stage 1 at λ_s + r₁h is the exact exponential step with x0 held; stage 2 at λ_s + r₂h adds the
+    φ₂ correction from stage 1; the full step combines the first and the last stage's estimates by
+    φ₂ (``solver_type`` "phi_2") or, for two stages, mixes them with weight 1/(2r) ("phi_1").
+    ``eta`` scales the SDE (0 = exponential ODE solver); the noise of all sub-steps is one Brownian
+    path, each increment decayed and reused in the next. With one stage at r = 1 and η = 0 this is
+    the exponential Heun method.
+    """
+    if solver_type not in ("phi_1", "phi_2"):
+        raise ValueError(f"solver_type must be 'phi_1' or 'phi_2', not {solver_type!r}")
+    with_noise = eta > 0 and s_noise > 0
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next, denoised = start_step(model, x, sigmas, i, callback)
+        if sigma_next == 0:
+            x = denoised
+            continue
+        lam_s, lam_t = half_log_snr(sigma), half_log_snr(sigma_next)
+        h = lam_t - lam_s
+        h_eta = h * (eta + 1)
+        alpha_t = signal_scale(sigma_next, lam_t)
+
+        r_1 = stages[0]
+        lam_1 = torch.lerp(lam_s, lam_t, r_1)
+        sigma_1 = sigma_at(lam_1)
+        x_1 = sigma_1 / sigma * (-r_1 * h * eta).exp() * x - signal_scale(sigma_1, lam_1) * _h_phi_1(-r_1 * h_eta) * denoised
+        if with_noise:
+            path = sqrt_one_minus_exp(-2 * r_1 * h * eta) * noise(sigma, sigma_1)
+            x_1 = x_1 + path * sigma_1 * s_noise
+        denoised_1 = model(x_1, batch_sigma(x, sigma_1))
+        r_last, sigma_last, denoised_last = r_1, sigma_1, denoised_1
+
+        if len(stages) > 1:
+            r_2 = stages[1]
+            lam_2 = torch.lerp(lam_s, lam_t, r_2)
+            sigma_2 = sigma_at(lam_2)
+            w_21 = r_2 / r_1 * _h_phi_2(-r_2 * h_eta)
+            w_20 = _h_phi_1(-r_2 * h_eta) - w_21
+            x_2 = (sigma_2 / sigma * (-r_2 * h * eta).exp() * x
+                   - signal_scale(sigma_2, lam_2) * (w_20 * denoised + w_21 * denoised_1))
+            if with_noise:
+                path = _continue_path(path, (r_1 - r_2) * h * eta, noise(sigma_1, sigma_2))
+                x_2 = x_2 + path * sigma_2 * s_noise
+            denoised_2 = model(x_2, batch_sigma(x, sigma_2))
+            r_last, sigma_last, denoised_last = r_2, sigma_2, denoised_2
+
+        decay = sigma_next / sigma * (-h * eta).exp() * x
+        if solver_type == "phi_1":
+            x = decay - alpha_t * _h_phi_1(-h_eta) * torch.lerp(denoised, denoised_last, 1 / (2 * r_last))
+        else:
+            w_last = _h_phi_2(-h_eta) / r_last
+            w_0 = _h_phi_1(-h_eta) - w_last
+            x = decay - alpha_t * (w_0 * denoised + w_last * denoised_last)
+        if with_noise:
+            path = _continue_path(path, (r_last - 1) * h * eta, noise(sigma_last, sigma_next))
+            x = x + path * sigma_next * s_noise
+    return x
+
+
 def sample_seeds_2(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int | None = None,
                    callback: StepCallback | None = None, noise_sampler: NoiseSampler | None = None,
                    eta: float = 1.0, s_noise: float = 1.0, r: float = 0.5, solver_type: str = "phi_1") -> Tensor:
     """SEEDS-2, two-stage stochastic exponential derivative-free solver in data prediction
     (Gonzalez et al. 2023, "SEEDS: Exponential SDE Solvers for Fast High-Quality Sampling from
-    Diffusion Models", arXiv:2305.14267).
-
-    The intermediate stage sits at λ_s + r·h; ``eta`` scales the SDE (0 = exponential ODE solver).
-    The noise of the two sub-steps is one Brownian path: the first increment, decayed, is reused
-    in the second. ``solver_type`` "phi_1" mixes the two x0 estimates with weight 1/(2r), "phi_2"
-    uses the φ₂ correction (with r = 1 and η = 0 this is the exponential Heun method).
-    """
-    if solver_type not in ("phi_1", "phi_2"):
-        raise ValueError("solver_type must be 'phi_1' or 'phi_2'")
-    noise = default_noise_sampler(x, seed) if noise_sampler is None else noise_sampler
-    ms = model.model_sampling
-    with_noise = eta > 0 and s_noise > 0
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = model(x, batch_sigma(x, sigma))
-        report(callback, i, x, sigma, denoised)
-        if sigma_next == 0:
-            x = denoised
-            continue
-        lam_s, lam_t = half_log_snr(sigma, ms), half_log_snr(sigma_next, ms)
-        h = lam_t - lam_s
-        h_eta = h * (eta + 1)
-        lam_1 = torch.lerp(lam_s, lam_t, r)
-        sigma_1 = sigma_at(lam_1, ms)
-        alpha_1, alpha_t = sigma_1 * lam_1.exp(), sigma_next * lam_t.exp()
-
-        x_1 = sigma_1 / sigma * (-r * h * eta).exp() * x - alpha_1 * _h_phi_1(-r * h_eta) * denoised
-        if with_noise:
-            path = (-2 * r * h * eta).expm1().neg().sqrt() * noise(sigma, sigma_1)
-            x_1 = x_1 + path * sigma_1 * s_noise
-        denoised_1 = model(x_1, batch_sigma(x, sigma_1))
-
-        decay = sigma_next / sigma * (-h * eta).exp() * x
-        if solver_type == "phi_1":
-            x = decay - alpha_t * _h_phi_1(-h_eta) * torch.lerp(denoised, denoised_1, 1 / (2 * r))
-        else:
-            w_1 = _h_phi_2(-h_eta) / r
-            w_0 = _h_phi_1(-h_eta) - w_1
-            x = decay - alpha_t * (w_0 * denoised + w_1 * denoised_1)
-        if with_noise:
-            x = x + _continue_path(path, (r - 1) * h * eta, noise(sigma_1, sigma_next)) * sigma_next * s_noise
-    return x
-
-
-def _continue_path(path: Tensor, log_decay: Tensor, fresh: Tensor) -> Tensor:
-    """An Ornstein-Uhlenbeck-style path carried to the next sub-step: the old increment decays by
-    e^{log_decay} and fresh noise tops the variance back up to one."""
-    return path * log_decay.exp() + log_decay.mul(2).expm1().neg().sqrt() * fresh
+    Diffusion Models", arXiv:2305.14267): the intermediate stage sits at λ_s + r·h; see
+    :func:`seeds_solver`."""
+    return seeds_solver(model, x, sigmas, noise=noise_sampler_or_default(x, seed, noise_sampler), callback=callback,
+                        eta=eta, s_noise=s_noise, stages=(r,), solver_type=solver_type)
 
 
 def sample_seeds_3(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int | None = None,
@@ -303,45 +316,8 @@ def sample_seeds_3(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int | No
                    eta: float = 1.0, s_noise: float = 1.0, r_1: float = 1.0 / 3, r_2: float = 2.0 / 3) -> Tensor:
     """SEEDS-3, three-stage stochastic exponential solver in data prediction (Gonzalez et al. 2023,
     arXiv:2305.14267): stages at λ_s + r₁h and λ_s + r₂h, φ₂-corrected, one Brownian path."""
-    noise = default_noise_sampler(x, seed) if noise_sampler is None else noise_sampler
-    ms = model.model_sampling
-    with_noise = eta > 0 and s_noise > 0
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = model(x, batch_sigma(x, sigma))
-        report(callback, i, x, sigma, denoised)
-        if sigma_next == 0:
-            x = denoised
-            continue
-        lam_s, lam_t = half_log_snr(sigma, ms), half_log_snr(sigma_next, ms)
-        h = lam_t - lam_s
-        h_eta = h * (eta + 1)
-        lam_1, lam_2 = torch.lerp(lam_s, lam_t, r_1), torch.lerp(lam_s, lam_t, r_2)
-        sigma_1, sigma_2 = sigma_at(lam_1, ms), sigma_at(lam_2, ms)
-        alpha_1, alpha_2 = sigma_1 * lam_1.exp(), sigma_2 * lam_2.exp()
-        alpha_t = sigma_next * lam_t.exp()
-
-        x_1 = sigma_1 / sigma * (-r_1 * h * eta).exp() * x - alpha_1 * _h_phi_1(-r_1 * h_eta) * denoised
-        if with_noise:
-            path = (-2 * r_1 * h * eta).expm1().neg().sqrt() * noise(sigma, sigma_1)
-            x_1 = x_1 + path * sigma_1 * s_noise
-        denoised_1 = model(x_1, batch_sigma(x, sigma_1))
-
-        w_21 = r_2 / r_1 * _h_phi_2(-r_2 * h_eta)
-        w_20 = _h_phi_1(-r_2 * h_eta) - w_21
-        x_2 = sigma_2 / sigma * (-r_2 * h * eta).exp() * x - alpha_2 * (w_20 * denoised + w_21 * denoised_1)
-        if with_noise:
-            path = _continue_path(path, (r_1 - r_2) * h * eta, noise(sigma_1, sigma_2))
-            x_2 = x_2 + path * sigma_2 * s_noise
-        denoised_2 = model(x_2, batch_sigma(x, sigma_2))
-
-        w_2 = _h_phi_2(-h_eta) / r_2
-        w_0 = _h_phi_1(-h_eta) - w_2
-        x = sigma_next / sigma * (-h * eta).exp() * x - alpha_t * (w_0 * denoised + w_2 * denoised_2)
-        if with_noise:
-            path = _continue_path(path, (r_2 - 1) * h * eta, noise(sigma_2, sigma_next))
-            x = x + path * sigma_next * s_noise
-    return x
+    return seeds_solver(model, x, sigmas, noise=noise_sampler_or_default(x, seed, noise_sampler), callback=callback,
+                        eta=eta, s_noise=s_noise, stages=(r_1, r_2), solver_type="phi_2")
 
 
 # -- SA-Solver --------------------------------------------------------------------------------------------
@@ -381,7 +357,7 @@ def sa_adams_weights(sigma_next: Tensor, nodes: Tensor, lam_s: Tensor, lam_t: Te
     """
     k = 1 + tau**2
     h = lam_t - lam_s
-    alpha_t = sigma_next * lam_t.exp()
+    alpha_t = signal_scale(sigma_next, lam_t)
     if simple_order_2 and nodes.shape[0] == 2:
         whole = alpha_t * (-h * k).expm1().neg()
         if corrector:  # trapezoid-like: half of k·h on the new point
@@ -418,11 +394,11 @@ def sample_sa_solver(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int | 
     between the σ at ``sde_start_percent`` and at ``sde_end_percent`` of the run, 0 elsewhere
     (ComfyUI's SamplerSASolver inputs); ``tau_func`` overrides that. Orders drop near σ = 0.
     """
-    noise = default_noise_sampler(x, seed) if noise_sampler is None else noise_sampler
+    noise = noise_sampler_or_default(x, seed, noise_sampler)
     ms = model.model_sampling
     if tau_func is None:
         tau_func = sa_tau_interval(ms.percent_to_sigma(sde_start_percent), ms.percent_to_sigma(sde_end_percent), eta)
-    lambdas = half_log_snr(sigmas, ms)
+    lambdas = half_log_snr(sigmas)
     keep = max(predictor_order, corrector_order)
     steps = len(sigmas) - 1
     ends_at_zero = sigmas[-1].item() == 0
@@ -467,7 +443,7 @@ def sample_sa_solver(model: Denoiser, x: Tensor, sigmas: Tensor, *, seed: int | 
             h = lambdas[i + 1] - lambdas[i]
             x_pred = sigmas[i + 1] / sigmas[i] * (-(tau**2) * h).exp() * x + _combine(estimates[-p_order:], weights)
             if tau > 0 and s_noise > 0:
-                spread = (-2 * tau**2 * h).expm1().neg().sqrt()
+                spread = sqrt_one_minus_exp(-2 * tau**2 * h)
                 step_noise = noise(sigmas[i], sigmas[i + 1]) * sigmas[i + 1] * spread * s_noise
                 x_pred = x_pred + step_noise
     return x_pred
