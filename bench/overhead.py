@@ -1,14 +1,18 @@
 """How much does latentgraph add on top of diffusers for the same text-to-image run?
 
-The same txt2img (tiny random SD1 checkpoint, 20 steps, euler, cfg 7, batch 1) four ways, in one
-process, interleaved, ``--repeats`` runs each:
+The same txt2img (tiny random SD1 checkpoint, 20 steps, euler with the ``simple`` schedule, cfg 7,
+batch 1) four ways, in one process, interleaved, ``--repeats`` runs each. euler/simple is the
+closest diffusers can run to ours: ``simple`` visits only trained σ's, so diffusers'
+``EulerDiscreteScheduler`` given our integer timesteps makes the very same model calls (see
+tests/test_parity.py; ComfyUI's default ``normal`` uses fractional timesteps diffusers cannot
+match).
 
 * ``engine``   — an API-format JSON workflow through ``latentgraph.engine.Engine`` (checkpoint and
   prompts served from its cache after a warm-up, as in a real session; KSampler, VAEDecode and
   PreviewImage run every time because the seed changes);
 * ``nodes``    — KSampler + VAEDecode called directly (no engine);
 * ``pipeline`` — diffusers' ``StableDiffusionPipeline`` on the very same UNet/VAE with the same
-  prompt embeddings, ``output_type="pil"``;
+  prompt embeddings and our timesteps, ``output_type="pil"``;
 * ``loop``     — a minimal hand-written diffusers loop (scheduler, batched CFG, VAE decode).
 
 On a shared CPU the run-to-run noise (±15 %) is larger than the effect, so each run is split
@@ -36,6 +40,10 @@ from pathlib import Path
 import torch
 
 PROMPT, NEGATIVE = "a photo of a cat", "blurry"
+SAMPLER, SCHEDULE = "euler", "simple"
+#: ``leading`` only makes diffusers start from sqrt(1 + σ_max²)·ε as ComfyUI does; the timesteps
+#: themselves are given.
+EULER_OPTIONS = {"timestep_spacing": "leading"}
 
 
 def workflow(ckpt: str, steps: int, size: int, seed: int) -> dict:
@@ -47,8 +55,8 @@ def workflow(ckpt: str, steps: int, size: int, seed: int) -> dict:
         "5": {
             "class_type": "KSampler",
             "inputs": {
-                "model": ["1", 0], "seed": seed, "steps": steps, "cfg": 7.0, "sampler_name": "euler",
-                "scheduler": "normal", "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0],
+                "model": ["1", 0], "seed": seed, "steps": steps, "cfg": 7.0, "sampler_name": SAMPLER,
+                "scheduler": SCHEDULE, "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0],
                 "denoise": 1.0,
             },
         },
@@ -84,12 +92,20 @@ def model_timer(spent: list[float]):
             setattr(cls, name, fn)
 
 
-def hand_loop(model, vae, pos, neg, steps: int, size: int, seed: int):
+def our_timesteps(registry, model, steps: int) -> list[int]:
+    """The integer timesteps of our euler/simple run (every σ of ``simple`` is a trained one)."""
+    from latentgraph.nodes.sampling.schedules import schedule_sigmas
+
+    sigmas = schedule_sigmas(registry.schedulers[SCHEDULE], model.model_sampling, steps)
+    return [int(t) for t in model.model_sampling.timestep(sigmas[:-1])]
+
+
+def hand_loop(model, vae, pos, neg, timesteps: list[int], size: int, seed: int):
     """What a diffusers user writes by hand: no pipeline, no checks."""
     from diffusers import EulerDiscreteScheduler
 
-    scheduler = EulerDiscreteScheduler.from_config(model.scheduler_config)
-    scheduler.set_timesteps(steps)
+    scheduler = EulerDiscreteScheduler.from_config(model.scheduler_config, **EULER_OPTIONS)
+    scheduler.set_timesteps(timesteps=timesteps)
     generator = torch.Generator().manual_seed(seed)
     f = 2 ** (len(vae.vae.config.block_out_channels) - 1)
     latents = torch.randn(1, 4, size // f, size // f, generator=generator) * scheduler.init_noise_sigma
@@ -119,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     from latentgraph.nodes.conditioning import CLIPEncode
     from latentgraph.nodes.latents import EmptyLatent, VAEDecode
     from latentgraph.nodes.loaders import LoadCheckpoint
-    from latentgraph.nodes.sampler_nodes import KSampler
+    from latentgraph.nodes.sampling.ksampler_nodes import KSampler
     from latentgraph.nodes.tiny_models import make_tiny_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,32 +150,33 @@ def main(argv: list[str] | None = None) -> int:
         neg = CLIPEncode().execute(ctx, clip, NEGATIVE)[0]
         pipe = StableDiffusionPipeline(
             vae=vae.vae, text_encoder=clip.encoders[0], tokenizer=clip.tokenizers[0], unet=model.unet,
-            scheduler=EulerDiscreteScheduler.from_config(model.scheduler_config), safety_checker=None,
+            scheduler=EulerDiscreteScheduler.from_config(model.scheduler_config, **EULER_OPTIONS), safety_checker=None,
             feature_extractor=None, requires_safety_checker=False,
         )
         pipe.set_progress_bar_config(disable=True)
         empty = EmptyLatent().execute(ctx, args.size, args.size, 1)[0]
+        timesteps = our_timesteps(engine.registry, model, args.steps)
 
         def run_engine(seed):
             result = engine.run(workflow(ckpt.name, args.steps, args.size, seed))
             assert result.ok, result.failure
 
         def run_nodes(seed):
-            latent = KSampler().execute(ctx, model, seed, args.steps, 7.0, "euler", "normal", pos, neg, empty, 1.0)[0]
+            latent = KSampler().execute(ctx, model, seed, args.steps, 7.0, SAMPLER, SCHEDULE, pos, neg, empty, 1.0)[0]
             return latent, VAEDecode().execute(ctx, latent, vae)[0]
 
         def run_pipeline(seed, output_type="pil"):
             return pipe(
                 prompt_embeds=pos[0][0], negative_prompt_embeds=neg[0][0], height=args.size, width=args.size,
-                num_inference_steps=args.steps, guidance_scale=7.0, generator=torch.Generator().manual_seed(seed),
+                timesteps=timesteps, guidance_scale=7.0, generator=torch.Generator().manual_seed(seed),
                 output_type=output_type,
             ).images
 
         def run_loop(seed):
-            return hand_loop(model, vae, pos[0][0], neg[0][0], args.steps, args.size, seed)
+            return hand_loop(model, vae, pos[0][0], neg[0][0], timesteps, args.size, seed)
 
-        # Same result check: our latents against the pipeline's for one seed.
-        ours = run_nodes(7)[0]["samples"]
+        # Same result check: our latents (unscaled, as LATENTs are) against the pipeline's for one seed.
+        ours = run_nodes(7)[0]["samples"] * vae.scaling_factor
         theirs = run_pipeline(7, output_type="latent")
         max_diff = (ours - theirs).abs().max().item()
 
@@ -183,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     fw = {name: statistics.median(v) for name, v in framework.items()}
     base = med["pipeline"]
     overhead = {name: (fw[name] - fw["pipeline"]) / base for name in runners}
-    print(f"txt2img, tiny SD1, {args.steps} steps euler cfg 7, {args.size}x{args.size}, batch 1, "
+    print(f"txt2img, tiny SD1, {args.steps} steps {SAMPLER}/{SCHEDULE} (diffusers: EulerDiscreteScheduler with our "
+          f"timesteps) cfg 7, {args.size}x{args.size}, batch 1, "
           f"{args.threads} thread(s), median of {args.repeats} interleaved runs")
     print(f"{'runner':<10} {'run s':>8} {'framework ms':>13} {'framework ms/step':>18} {'overhead vs pipeline':>21}")
     for name in runners:
@@ -193,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "bench": "overhead",
         "steps": args.steps,
+        "sampler": SAMPLER,
+        "scheduler": SCHEDULE,
+        "diffusers_scheduler": "EulerDiscreteScheduler(timesteps=ours)",
         "size": args.size,
         "threads": args.threads,
         "repeats": args.repeats,

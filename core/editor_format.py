@@ -240,7 +240,7 @@ class _Converter:
             entry.kind = "primitive"
         elif self.subgraphs.instantiates(node_type):
             entry.kind, entry.definition = "subgraph", self.subgraphs.definition_for(entry)
-        elif (node_cls := self.registry.get(node_type)) is not None:
+        elif (node_cls := self.registry.get(node_type, _input_names(entry.node))) is not None:
             entry.kind, entry.spec = "node", node_cls.spec
         elif node_type in VALUE_NODES:
             entry.kind = "primitive"
@@ -294,3 +294,11 @@ class _Converter:
 def _literal(value: Any) -> Any:
     """A literal list is wrapped so it is not read as a link."""
     return {LITERAL_LIST_KEY: value} if isinstance(value, list) else value
+
+
+def _input_names(node: dict[str, Any]) -> list[str]:
+    """Names of an editor node's inputs (its sockets), which tell older forms of a node apart."""
+    inputs = node.get("inputs")
+    if not isinstance(inputs, list):
+        return []
+    return [str(i["name"]) for i in inputs if isinstance(i, dict) and isinstance(i.get("name"), str)]

@@ -32,12 +32,21 @@ def register_types():
 
 @hookspec
 def register_samplers():
-    """Return sampler definitions (``latentgraph.nodes.sampling.SamplerDef``) that KSampler lists."""
+    """Return sampler definitions (``latentgraph.nodes.sampling.SamplerDef``) that KSampler lists.
+
+    ``SamplerDef(name, function)``: ``function(model, x, sigmas, *, seed, callback, noise_sampler,
+    **options) → x`` integrates the noisy σ-form latent ``x`` from ``sigmas[0]`` to ``sigmas[-1]``
+    with ``model(x, σ)`` as the denoiser (an x0 estimate). A name already registered is refused.
+    """
 
 
 @hookspec
 def register_schedulers():
-    """Return noise-schedule definitions (``latentgraph.nodes.sampling.ScheduleDef``) KSampler lists."""
+    """Return noise-schedule definitions (``latentgraph.nodes.sampling.ScheduleDef``) KSampler lists.
+
+    ``ScheduleDef(name, function)``: ``function(model_sampling, steps) → sigmas``, ``steps + 1``
+    descending noise levels ending in 0, from the model's ``ModelSampling`` (trained σ's, σ ↔ t).
+    """
 
 
 @hookspec

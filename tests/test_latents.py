@@ -1,4 +1,5 @@
-"""Latent nodes: shapes follow the model's VAE, scaling happens in one place, resizing, previews."""
+"""Latent nodes: shapes follow the model's VAE, LATENTs hold unscaled VAE latents (the sampler
+scales into the model's space and back), resizing, previews."""
 
 from __future__ import annotations
 
@@ -8,19 +9,12 @@ import torch
 from tiny_sd import make_ctx, random_conditioning, single_thread, tiny_sd  # noqa: F401 (autouse fixture)
 
 from latentgraph.errors import NodeInputError
-from latentgraph.nodes.components import Autoencoder
-from latentgraph.nodes.denoise import NOISE_KEY
-from latentgraph.nodes.latents import (
-    UPSCALE_METHODS,
-    EmptyLatent,
-    LatentUpscale,
-    VAEDecode,
-    VAEEncode,
-    to_sampling_scale,
-    to_vae_scale,
-)
+from latentgraph.nodes.components import DiffusionModel
+from latentgraph.nodes.latents import UPSCALE_METHODS, EmptyLatent, LatentUpscale, VAEDecode, VAEEncode
 from latentgraph.nodes.preview import latent_to_rgb, preview_image
-from latentgraph.nodes.sampler_nodes import AddNoise, KSampler
+from latentgraph.nodes.sampling.forward_noise import NOISE_KEY, ForwardNoise
+from latentgraph.nodes.sampling.ksampler_nodes import KSampler
+from latentgraph.nodes.sampling.run import process_latent_in, process_latent_out
 
 
 @pytest.fixture(scope="module")
@@ -67,27 +61,28 @@ def test_empty_latent_size_that_does_not_fit_the_model(ctx):
     assert err.value.input_name == "latent_image" and "width 36 is not a multiple of 8" in str(err.value)
 
 
-def test_encode_decode_apply_the_scaling_once(sd, ctx):
+def test_encode_and_decode_use_unscaled_latents(sd, ctx):
+    """ComfyUI's convention: VAEEncode gives the VAE's own latent (no scaling factor), VAEDecode
+    takes it back as it is; only the sampler scales into the model's space."""
     pixels = torch.rand(2, 16, 16, 3, generator=torch.Generator().manual_seed(0))
     latent = VAEEncode().execute(ctx, pixels, sd.vae)[0]
     assert latent["samples"].shape == (2, 4, 8, 8)
     with torch.no_grad():
         raw = sd.vae.vae.encode(pixels.permute(0, 3, 1, 2) * 2 - 1).latent_dist.mean
-        assert torch.allclose(latent["samples"], raw * 0.18215, atol=1e-5)
+        assert torch.allclose(latent["samples"], raw, atol=1e-5)
         decoded = VAEDecode().execute(ctx, latent, sd.vae)[0]
         direct = sd.vae.vae.decode(raw).sample
     assert decoded.shape == (2, 16, 16, 3)
     assert torch.allclose(decoded, ((direct + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1), atol=1e-5)
 
 
-def test_shift_factor_round_trip():
-    from diffusers import AutoencoderKL
-
-    vae = AutoencoderKL(block_out_channels=[32], latent_channels=4, scaling_factor=1.5, shift_factor=0.25)
-    auto = Autoencoder(vae=vae, arch="test", device=torch.device("cpu"), dtype=torch.float32)
+def test_sampler_scales_in_and_out_with_shift_factor():
+    """The model's latent space is (z − shift)·scale (SD3/Flux-style VAEs have a shift), and back."""
+    model = DiffusionModel(unet=None, scheduler_config={}, arch="test", device=torch.device("cpu"), dtype=torch.float32,
+                           info={"scaling_factor": 1.5, "shift_factor": 0.25})
     z = torch.randn(1, 4, 4, 4)
-    assert torch.allclose(to_sampling_scale(auto, z), (z - 0.25) * 1.5)
-    assert torch.allclose(to_vae_scale(auto, to_sampling_scale(auto, z)), z, atol=1e-6)
+    assert torch.allclose(process_latent_in(model, z), (z - 0.25) * 1.5)
+    assert torch.allclose(process_latent_out(model, process_latent_in(model, z)), z, atol=1e-6)
 
 
 def test_encode_crops_to_the_vae_scale_and_drops_alpha(sd, ctx):
@@ -132,7 +127,7 @@ def test_upscaling_an_empty_latent_keeps_it_model_sized(sd, ctx):
 
 def test_upscale_drops_the_noise_record(sd, ctx):
     latent = VAEEncode().execute(ctx, torch.rand(1, 16, 16, 3), sd.vae)[0]
-    noisy = AddNoise().execute(ctx, sd.model, latent, 0, 4, "euler", "normal", 0.5)[0]
+    noisy = ForwardNoise().execute(ctx, sd.model, latent, 0, 4, "euler", "normal", 0.5)[0]
     assert NOISE_KEY in noisy
     up = LatentUpscale().execute(ctx, noisy, "nearest-exact", 32, 32, "disabled")[0]
     assert NOISE_KEY not in up
@@ -148,11 +143,13 @@ def test_previews_are_small_rgb_images():
     assert image.mode == "RGB" and max(image.size) >= 96
 
 
-def test_img2img_workflows_through_the_engine(lg_engine, tiny_checkpoint, lg_input_image):
-    """ComfyUI-shaped img2img, and the same with AddNoise in front of the sampler: same pixels."""
+@pytest.mark.parametrize("noise_node", ["ForwardNoise", "AddNoise"])
+def test_img2img_workflows_through_the_engine(lg_engine, tiny_checkpoint, lg_input_image, noise_node):
+    """ComfyUI-shaped img2img, and the same with ForwardNoise in front of the sampler (or the old
+    form of latentgraph's AddNoise, which now resolves to it): same pixels."""
     from latentgraph.testing import WorkflowBuilder, assert_success, output_images
 
-    def build(with_add_noise: bool) -> dict:
+    def build(with_noise_node: bool) -> dict:
         wf = WorkflowBuilder()
         ckpt = wf.add("CheckpointLoaderSimple", ckpt_name=tiny_checkpoint.name)
         pos = wf.add("CLIPTextEncode", text="a cat", clip=ckpt[1])
@@ -160,8 +157,8 @@ def test_img2img_workflows_through_the_engine(lg_engine, tiny_checkpoint, lg_inp
         image = wf.add("LoadImage", image=lg_input_image("in.png", size=(64, 48), color=(200, 30, 30)))
         latent = wf.add("VAEEncode", pixels=image[0], vae=ckpt[2])
         latent = wf.add("LatentUpscale", samples=latent[0], upscale_method="bislerp", width=96, height=0, crop="disabled")
-        if with_add_noise:
-            latent = wf.add("AddNoise", model=ckpt[0], samples=latent[0], noise_seed=3, steps=3, sampler_name="euler",
+        if with_noise_node:
+            latent = wf.add(noise_node, model=ckpt[0], samples=latent[0], noise_seed=3, steps=3, sampler_name="euler",
                             scheduler="karras", denoise=0.5)
         sampled = wf.add("KSampler", model=ckpt[0], seed=3, steps=3, cfg=5.0, sampler_name="euler", scheduler="karras",
                          positive=pos[0], negative=neg[0], latent_image=latent[0], denoise=0.5)

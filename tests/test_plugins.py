@@ -309,17 +309,20 @@ def test_redeclaring_an_existing_type_only_fails_when_it_changes_the_rule(lg_eng
 
 
 def test_extension_tables_refuse_duplicates(lg_engine):
-    from latentgraph.nodes.sampling import SamplerDef
+    from latentgraph.nodes.sampling import SamplerDef, builtin_samplers
+
+    builtin = {d.name: d for d in builtin_samplers()}
 
     class Samplers:
         @hookimpl
         def register_samplers(self):
-            return [SamplerDef("euler", "EulerDiscreteScheduler"), SamplerDef("euler_plugin", "EulerDiscreteScheduler"), object()]
+            return [SamplerDef("euler", lambda model, x, sigmas, **kw: x), SamplerDef("euler_plugin", lambda model, x, sigmas, **kw: x),
+                    object()]
 
     engine = lg_engine(("samplers", Samplers()))
     errors = engine.host.plugins["samplers"].errors
     assert any("'euler' is already registered" in e for e in errors) and any("has no name" in e for e in errors)
-    assert engine.registry.samplers["euler"].description  # the built-in one
+    assert engine.registry.samplers["euler"] is builtin["euler"]  # the built-in one
     assert "euler_plugin" in engine.registry.samplers
 
 

@@ -86,12 +86,12 @@ def test_hook_examples_load_as_plugins(hook, lg_plugins_dir, lg_engine):
     [body] = [b for h, b in docs.items() if h.startswith(hook + "(")]
     code = next(c for c in code_blocks(body) if f"def {hook}(" in c)
     if hook in ("register_samplers", "register_schedulers", "register_types"):  # names taken by other tests
-        code = code.replace('"deis"', '"deis_docs"').replace('"linspace"', '"linspace_docs"')
+        code = code.replace('"euler_midpoint"', '"euler_midpoint_docs"').replace('"linspace"', '"linspace_docs"')
     (lg_plugins_dir / f"docs_{hook}.py").write_text(code)
     engine = lg_engine(plugins_dir=lg_plugins_dir)
     info = engine.host.plugins[f"docs_{hook}"]
     assert info.errors == [] and info.hooks == [hook]
     if hook == "register_samplers":
-        assert "deis_docs" in engine.registry.samplers
+        assert "euler_midpoint_docs" in engine.registry.samplers
     if hook == "register_types":
         assert engine.registry.compatible("IMAGE", "HDR_IMAGE")

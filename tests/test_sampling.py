@@ -10,11 +10,9 @@ from tiny_sd import make_ctx, random_conditioning, single_thread, tiny_sd  # noq
 
 from latentgraph.context import InterruptFlag
 from latentgraph.errors import Interrupted, NodeInputError
-from latentgraph.nodes.denoise import initial_noise
-from latentgraph.nodes.sampler_nodes import KSampler
-from latentgraph.nodes.sampling import SAMPLERS, SCHEDULES, supported_schedules
-
-ALL_SAMPLERS = [s.name for s in SAMPLERS]
+from latentgraph.nodes.sampling.kit import default_noise_sampler
+from latentgraph.nodes.sampling.ksampler_nodes import KSampler
+from latentgraph.nodes.sampling.run import prepare_noise
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +62,17 @@ def test_ancestral_samplers_are_seeded_too(sd):
 
 
 def test_initial_noise_comes_from_a_cpu_generator():
-    """The seed contract: noise from torch.Generator().manual_seed(seed) on the CPU, whatever the
-    device, then the same generator for per-step noise (as diffusers' pipelines, see test_parity)."""
-    noise, generator = initial_noise((1, 4, 8, 8), 42)
-    reference = torch.Generator().manual_seed(42)
-    assert torch.equal(noise, torch.randn(1, 4, 8, 8, generator=reference))
-    assert generator.device.type == "cpu"
-    assert torch.equal(torch.randn(3, generator=generator), torch.randn(3, generator=reference))
+    """The seed contract (ComfyUI's): initial noise is torch.randn from a CPU generator seeded with
+    the seed, whatever the device; a latent cut from a batch (``batch_index``) gets the noise the
+    whole batch would have given it; per-step noise (ancestral/SDE) comes from its own CPU
+    generator on the seed: reproducible, and not a replay of the initial noise."""
+    latent = torch.zeros(3, 4, 8, 8)
+    noise = prepare_noise(latent, 42)
+    assert torch.equal(noise, torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(42)))
+    assert torch.equal(prepare_noise(latent[:1], 42, batch_index=[2]), noise[2:3])
+    first = default_noise_sampler(latent, seed=42)(torch.tensor(1.0), torch.tensor(0.5))
+    assert torch.equal(first, default_noise_sampler(latent, seed=42)(torch.tensor(1.0), torch.tensor(0.5)))
+    assert not torch.allclose(first, noise)
 
 
 def test_cfg_changes_the_result_and_cfg_1_skips_the_negative(sd, unet_calls):
@@ -117,25 +119,6 @@ def test_interrupt_stops_sampling_at_a_step(sd, unet_calls):
     assert len(unet_calls) == 2
 
 
-@pytest.mark.parametrize("sampler_name", ALL_SAMPLERS)
-@pytest.mark.parametrize("scheduler", ["normal", "karras", "simple"])
-def test_every_sampler_runs(sd, sampler_name, scheduler):
-    sampler = next(s for s in SAMPLERS if s.name == sampler_name)
-    supported = supported_schedules(sampler, {s.name: s for s in SCHEDULES})
-    if scheduler not in supported:
-        with pytest.raises(NodeInputError) as err:
-            sample(sd, sampler_name=sampler_name, scheduler=scheduler)
-        assert err.value.input_name == "scheduler" and "normal" in str(err.value)
-        return
-    out = sample(sd, sampler_name=sampler_name, scheduler=scheduler)
-    assert out.shape == (1, 4, 8, 8) and torch.isfinite(out).all()
-
-
-@pytest.mark.parametrize("scheduler", [s.name for s in SCHEDULES])
-def test_every_schedule_runs_with_euler(sd, scheduler):
-    assert torch.isfinite(sample(sd, scheduler=scheduler)).all()
-
-
 def test_img2img_with_partial_denoise_runs_only_its_steps(sd, unet_calls):
     latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))}
     out = sample(sd, steps=3, denoise=0.5, latent=latent)
@@ -175,13 +158,22 @@ def test_long_prompts_and_combined_conditioning(sd, unet_calls):
         (None, [(torch.zeros(1, 77, 768), {})], "negative", "768"),
         ([(torch.zeros(1, 77), {})], None, "positive", "[batch, tokens, dim]"),
         ("not conditioning", None, "positive", "CONDITIONING"),
-        ([(torch.zeros(2, 77, 32), {})], None, "positive", "batch of 2"),
     ],
 )
 def test_conditioning_mismatch_names_the_input(sd, positive, negative, name, words):
     with pytest.raises(NodeInputError) as err:
         sample(sd, positive=positive, negative=negative)
     assert err.value.input_name == name and words in str(err.value)
+
+
+def test_conditioning_batch_is_fitted_to_the_latent_as_comfyui_does(sd):
+    """A conditioning batch that differs from the latent's is cut or cycled (ComfyUI's rule)."""
+    two = [(torch.randn(2, 77, 32, generator=torch.Generator().manual_seed(4)), {})]
+    first = [(two[0][0][:1], {})]
+    one_latent = {"samples": torch.zeros(1, 4, 16, 16)}
+    assert torch.equal(sample(sd, positive=two, latent=one_latent), sample(sd, positive=first, latent=one_latent))
+    three_latents = {"samples": torch.zeros(3, 4, 16, 16)}
+    assert torch.isfinite(sample(sd, positive=two, latent=three_latents)).all()
 
 
 def test_sdxl_model_without_pooled_output_names_the_input(sdxl):

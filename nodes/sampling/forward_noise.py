@@ -9,7 +9,7 @@ KSampler with the same settings continues from it without noising again:
 
 This was latentgraph's ``AddNoise`` before ComfyUI's ``AddNoise`` (model, noise, sigmas,
 latent_image) took the name; workflows that use the old inputs still run: an ``AddNoise`` node
-with ``samples`` and ``steps`` inputs is read as ForwardNoise.
+with a ``samples`` input (ComfyUI's has none) is read as ForwardNoise, in API and editor files.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class ForwardNoise(Node):
             In("denoise", "FLOAT", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="how much noise: as KSampler's denoise"),
         ),
         outputs=(Out("LATENT"),),
-        legacy_forms=(("AddNoise", ("samples", "steps")),),
+        legacy_forms=(("AddNoise", ("samples",)),),
     )
 
     def execute(self, ctx, model, samples, noise_seed, steps, sampler_name, scheduler, denoise=1.0):

@@ -285,7 +285,14 @@ def add_same_area_counterparts(sides: dict[str, list[CondItem]]) -> None:
 
 # -- evaluating conditionings ---------------------------------------------------------------------------
 def _rows(t: Tensor, batch: int) -> Tensor:
-    return t if t.shape[0] == batch else t.expand(batch, *t.shape[1:])
+    """A conditioning tensor fitted to the latent's batch: cut, or cycled (ComfyUI's rule)."""
+    if t.shape[0] == batch:
+        return t
+    if t.shape[0] == 1:
+        return t.expand(batch, *t.shape[1:])
+    if t.shape[0] > batch:
+        return t[:batch]
+    return t.repeat(-(-batch // t.shape[0]), *([1] * (t.ndim - 1)))[:batch]
 
 
 def apply_model(model: DiffusionModel, crops: Sequence[Tensor], sigma: Tensor, items: Sequence[CondItem]) -> Tensor:

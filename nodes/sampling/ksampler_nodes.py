@@ -95,15 +95,17 @@ def ksampler(ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, ne
             return latent
         sigmas = sigmas[start_step:]
     record = noise_level_of(latent)
-    if record is not None and not disable_noise and sigmas.numel():
+    if record is not None and sigmas.numel():
         if not same_sigma(record.sigma, float(sigmas[0])):
             raise NodeInputError(
                 "latent_image",
                 f"is already noisy (σ={record.sigma:.4g}, ForwardNoise with {record.description}) but this "
-                f"sampler starts at σ={float(sigmas[0]):.4g}: give both the same steps, denoise and scheduler",
+                f"sampler starts at σ={float(sigmas[0]):.4g}: give both the same steps, denoise and scheduler"
+                + (" (and start_at_step where the ForwardNoise's denoise puts it)" if start_step else ""),
             )
         disable_noise = True  # the ForwardNoise latent is this run's noisy start
-    noise = NoNoise() if disable_noise else RandomNoise(int(seed))
+    # Per-step noise (ancestral, SDE samplers) is seeded by the node's seed even without initial noise.
+    noise = NoNoise(int(seed)) if disable_noise else RandomNoise(int(seed))
     guider = Guider(model, {"positive": positive, "negative": negative}, CFG(float(cfg)))
     return run_guided(ctx, guider, sampler, sigmas, noise, latent)[0]
 

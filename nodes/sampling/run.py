@@ -179,16 +179,19 @@ def sample(
     x = ms.noise_scaling(sigmas[0], noise, latent, ms.is_max_sigma(float(sigmas[0])))
 
     total = len(sigmas) - 1
-    last: dict[str, Tensor] = {}
+    last: dict[str, Any] = {"reported": 0}
 
     def on_step(step: Step) -> None:
         last["denoised"] = step.denoised
         if progress is not None:
             render = (lambda d=step.denoised: preview(d)) if preview is not None else None
-            progress(min(step.i + 1, total), total, render)
+            last["reported"] = min(step.i + 1, total)
+            progress(last["reported"], total, render)
 
     with torch.no_grad():
         out = sampler.sample(denoiser, x, sigmas, seed=seed, callback=on_step)
+    if progress is not None and last["reported"] < total:  # dpm_fast reports fewer steps than σ
+        progress(total, total, None)
     out = ms.inverse_noise_scaling(sigmas[-1], out)
     denoised = last.get("denoised", out)
     return Result(process_latent_out(model, out).float().cpu(), process_latent_out(model, denoised).float().cpu())

@@ -15,26 +15,14 @@ def register_nodes():
 @hookimpl
 def register_samplers():
     from latentgraph.nodes.sampling import SamplerDef
+    from latentgraph_example.sampling import euler_midpoint
 
-    return [
-        SamplerDef(
-            "deis",
-            "DEISMultistepScheduler",
-            {"algorithm_type": "deis", "solver_order": 2},
-            sigma_space=False,  # variance-preserving sample, like DPM-Solver++
-            description="DEIS multistep (2nd order), deterministic",
-        )
-    ]
+    return [SamplerDef("euler_midpoint", euler_midpoint, description="explicit midpoint (2nd order, 2 model calls a step)")]
 
 
 @hookimpl
 def register_schedulers():
     from latentgraph.nodes.sampling import ScheduleDef
+    from latentgraph_example.sampling import linspace
 
-    return [
-        ScheduleDef(
-            "linspace",
-            {"timestep_spacing": "linspace"},
-            "timesteps evenly spaced over the whole training range, the last one included",
-        )
-    ]
+    return [ScheduleDef("linspace", linspace, "trained timesteps evenly spaced from the top to t = 0, then σ = 0")]
