@@ -15,6 +15,7 @@ def register_nodes():
     from latentgraph.nodes import latents
     from latentgraph.nodes import conditioning, conditioning_nodes, latent_mask, loaders, lora
     from latentgraph.nodes.sampling import custom_nodes, forward_noise, ksampler_nodes
+    from latentgraph.nodes import image, latent, mask, utility
 
     return [
         *images.NODES,
@@ -22,6 +23,10 @@ def register_nodes():
         *ksampler_nodes.NODES,
         *forward_noise.NODES,
         *custom_nodes.NODES,
+        *latent.NODES,
+        *image.NODES,
+        *mask.NODES,
+        *utility.NODES,
         *loaders.NODES,
         *conditioning.NODES,
         *conditioning_nodes.NODES,
