@@ -40,7 +40,7 @@ def describe_node(node_type: type[Node], settings: Settings, registry: NodeRegis
         "input": {"required": required, "optional": optional},
         "input_order": {"required": list(required), "optional": list(optional)},
         "output": [o.type for o in spec.outputs],
-        "output_is_list": [False] * len(spec.outputs),
+        "output_is_list": list(getattr(node_type, "OUTPUT_IS_LIST", None) or [False] * len(spec.outputs)),
         "output_name": [o.label for o in spec.outputs],
         "name": name or spec.name,
         "display_name": spec.title,
