@@ -6,14 +6,13 @@ Exit codes: 0 ok, 1 invalid workflow, 2 usage, 3 execution error, 130 interrupte
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from latentgraph import plugins_cli
+from latentgraph import plugins_cli, standard_json
 from latentgraph import convert_cli
 from latentgraph import serve_cli
 from latentgraph.errors import ErrorReport, LatentgraphError
@@ -43,6 +42,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("latentgraph: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug or an input nothing above caught: reported, never a traceback
+        return _report_unexpected(args, exc)
+
+
+def _report_unexpected(args: argparse.Namespace, exc: Exception) -> int:
+    """One structured line (a JSON error with ``--json``); the traceback only with ``-v``."""
+    kind = "too_deep" if isinstance(exc, RecursionError) else "internal_error"
+    message = f"{type(exc).__name__}: {str(exc)[:300]}"
+    if args.verbose:
+        logging.getLogger("latentgraph").exception("unexpected error")
+    if getattr(args, "json", False):
+        body = {"error": {"type": kind, "message": message, "details": "", "extra_info": {}}, "node_errors": {}}
+        print(standard_json.dumps({"status": "error", **body}, indent=2))
+    print(f"latentgraph: unexpected error ({message}){'' if args.verbose else '; -v shows the traceback'}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -161,8 +175,10 @@ def apply_overrides(data: Any, overrides: list[str]) -> None:
                 raise UsageError(f"--set {item!r}: no node '{node_id}' in the workflow (ids: {', '.join(list(data)[:30])})")
             node = data[matches[0]]
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
+            value = standard_json.loads(raw)
+        except standard_json.JsonInputError as exc:
+            raise UsageError(f"--set {item[:80]!r}: {exc}") from None
+        except ValueError:  # not JSON: a string
             value = raw
         if isinstance(value, list):
             value = {"__value__": value}
@@ -178,7 +194,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if report is None:
         _graph, report = engine.check(data)
     if args.json:
-        print(json.dumps({"valid": not report, **report.to_dict()}, indent=2))
+        print(standard_json.dumps({"valid": not report, **report.to_dict()}, indent=2))
     elif report:
         print(f"{args.workflow}: invalid workflow", file=sys.stderr)
         print(report.format(), file=sys.stderr)
@@ -203,7 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         graph, report = engine.check(data)
     if graph is None:
         if args.json:
-            print(json.dumps({"status": "invalid", **report.to_dict()}, indent=2))
+            print(standard_json.dumps({"status": "invalid", **report.to_dict()}, indent=2))
         else:
             print(f"{args.workflow}: invalid workflow", file=sys.stderr)
             print(report.format(), file=sys.stderr)
@@ -226,7 +242,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     files = output_files(result.outputs, engine.settings)
     if args.json:
-        print(json.dumps({**result.to_dict(), "files": [str(f) for f in files]}, indent=2))
+        print(standard_json.dumps({**result.to_dict(), "files": [str(f) for f in files]}, indent=2))
     else:
         _print_summary(result, graph, files)
     return {"success": EXIT_OK, "error": EXIT_FAILED, "interrupted": EXIT_INTERRUPTED}[result.status]
@@ -274,7 +290,7 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     engine = make_engine(args)
     info = object_info(engine.registry, engine.settings)
     if args.json:
-        print(json.dumps(info, indent=2, default=str))
+        print(standard_json.dumps(info, indent=2))
         return EXIT_OK
     for name, node in sorted(info.items(), key=lambda kv: (kv[1]["category"], kv[0])):
         if "alias_of" in node:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from latentgraph.editor_links import as_int
 from latentgraph.editor_widgets import editor_widgets, has_control, shown_as_widget
 from latentgraph.errors import ErrorDetail, ErrorReport
 from latentgraph.node import NodeSpec
@@ -50,10 +51,9 @@ def api_to_editor(prompt: Mapping[str, Any], registry: NodeRegistry) -> tuple[di
         found = {}
         for name, value in inputs_of(key).items():
             if isinstance(value, list) and len(value) == 2 and str(value[0]) in specs:
-                try:
-                    found[name] = (str(value[0]), int(value[1]))
-                except (TypeError, ValueError):
-                    continue  # not a link: reported below as a value the editor cannot show
+                slot = as_int(value[1])
+                if slot is not None:  # else not a link: reported below as a value the editor cannot show
+                    found[name] = (str(value[0]), slot)
         return found
 
     depth: dict[str, int] = {}

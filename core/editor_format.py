@@ -53,7 +53,7 @@ from latentgraph.editor_graph import (
     Problems,
     Scope,
 )
-from latentgraph.editor_links import EditorLink, input_name, parse_links
+from latentgraph.editor_links import EditorLink, as_int, input_name, parse_links
 from latentgraph.editor_resolve import InputTracer, Source, Value
 from latentgraph.editor_subgraphs import Subgraphs
 from latentgraph.editor_widgets import (
@@ -210,10 +210,7 @@ class _Converter:
                 continue
             local = str(raw["id"])
             exec_id = ":".join((*scope.prefix, local))
-            try:
-                mode = int(raw.get("mode") or 0)
-            except (TypeError, ValueError):
-                mode = 0
+            mode = as_int(raw.get("mode") or 0) or 0
             entry = Entry(exec_id, local, raw, scope, "unknown", mode)
             if local in scope.entries:
                 self.problems.node(entry, "duplicate_node_id", f"Node id {local} appears twice")

@@ -7,6 +7,7 @@ by id. Everything downstream sees one :class:`EditorLink` shape, with ids as str
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,27 @@ class EditorLink:
     target_id: str
     target_slot: int
     type: str = "*"
+
+
+def as_int(value: Any) -> int | None:
+    """An id, slot or mode read from editor JSON as an int; None for what is not one.
+
+    Ints, finite floats (JavaScript writes ``2.0``) and numeric strings convert; ``Infinity``,
+    ``NaN``, booleans, huge digit strings and anything else give None, so every caller reports
+    the entry instead of raising.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) else None
+    if isinstance(value, str) and len(value) <= 30:
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
 
 
 def parse_links(raw: Any) -> tuple[dict[str, EditorLink], list[str]]:
@@ -45,20 +67,21 @@ def parse_links(raw: Any) -> tuple[dict[str, EditorLink], list[str]]:
 
 
 def _parse_link(item: Any) -> EditorLink | None:
-    try:
-        if isinstance(item, (list, tuple)) and len(item) >= 5:
-            lid, origin, oslot, target, tslot = item[:5]
-            ltype = item[5] if len(item) > 5 else "*"
-        elif isinstance(item, dict):
+    if isinstance(item, (list, tuple)) and len(item) >= 5:
+        lid, origin, oslot, target, tslot = item[:5]
+        ltype = item[5] if len(item) > 5 else "*"
+    elif isinstance(item, dict):
+        try:
             lid, origin, oslot = item["id"], item["origin_id"], item["origin_slot"]
             target, tslot, ltype = item["target_id"], item["target_slot"], item.get("type", "*")
-        else:
+        except KeyError:
             return None
-        if lid is None or origin is None or target is None:
-            return None
-        return EditorLink(str(lid), str(origin), int(oslot), str(target), int(tslot), str(ltype))
-    except (KeyError, TypeError, ValueError):
+    else:
         return None
+    origin_slot, target_slot = as_int(oslot), as_int(tslot)
+    if lid is None or origin is None or target is None or origin_slot is None or target_slot is None:
+        return None
+    return EditorLink(str(lid), str(origin), origin_slot, str(target), target_slot, str(ltype))
 
 
 def types_compatible(a: str, b: str) -> bool:

@@ -23,7 +23,7 @@ from latentgraph.editor_graph import (
     node_inputs,
     short,
 )
-from latentgraph.editor_links import EditorLink, input_name, parse_links
+from latentgraph.editor_links import EditorLink, as_int, input_name, parse_links
 from latentgraph.editor_widgets import editor_widgets, has_control, take_widget
 from latentgraph.node import InputSpec, NodeSpec
 
@@ -106,10 +106,10 @@ class Subgraphs:
         for raw in as_list(group.get("links")):
             if not isinstance(raw, (list, tuple)) or len(raw) < 4 or raw[0] is None:
                 continue
-            try:
-                src, src_slot, dst, dst_slot = (int(v) for v in raw[:4])
-            except (TypeError, ValueError):
+            numbers = [as_int(v) for v in raw[:4]]
+            if None in numbers:
                 continue
+            src, src_slot, dst, dst_slot = numbers
             lid = f"g{len(links)}"
             links[lid] = EditorLink(lid, str(src), src_slot, str(dst), dst_slot, str(raw[5]) if len(raw) > 5 else "*")
             if 0 <= dst < len(nodes) and 0 <= dst_slot < len(nodes[dst]["inputs"]):
@@ -119,10 +119,9 @@ class Subgraphs:
         external: set[tuple[int, int]] = set()  # outputs used inside that still leave the group
         for raw in as_list(group.get("external")):
             if isinstance(raw, list) and len(raw) >= 2:
-                try:
-                    external.add((int(raw[0]), int(raw[1])))
-                except (TypeError, ValueError):
-                    continue
+                pair = (as_int(raw[0]), as_int(raw[1]))
+                if None not in pair:
+                    external.add(pair)
 
         # Inputs: unlinked sockets node by node, then widgets turned into sockets.
         plain, converted = [], []

@@ -96,8 +96,8 @@ def apply_control(value: Any, mode: str | None, inp: InputSpec | None, rng: rand
     """The value a widget takes when its control mode is applied (as the editor does on queueing)."""
     if mode in (None, "fixed") or inp is None or inp.type not in ("INT", "FLOAT"):
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return value  # validation reports it; applying a step to Infinity or NaN would raise
     is_int = inp.type == "INT"
     lo = inp.min if inp.min is not None else (-RANDOM_SEED_LIMIT if is_int else -math.inf)
     hi = inp.max if inp.max is not None else (RANDOM_SEED_LIMIT if is_int else math.inf)

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from latentgraph import standard_json
 from latentgraph.errors import ErrorDetail, ErrorReport
 
 #: Wraps a literal list value so it is not read as a link: ``{"__value__": [1, 2, 3]}``.
@@ -71,17 +72,26 @@ class Workflow:
 
 
 def parse_json_text(text: str | bytes) -> tuple[Any, ErrorReport]:
+    """Standard JSON only (see :mod:`latentgraph.standard_json`): what the server would refuse,
+    a file is refused for too, as a structured error naming the value's path."""
     report = ErrorReport()
     try:
-        return json.loads(text), report
+        return standard_json.loads(text), report
+    except standard_json.JsonInputError as exc:
+        report.error = ErrorDetail(
+            "invalid_prompt",
+            "Workflow is not standard JSON",
+            details=str(exc),
+            extra_info={"path": exc.path, "reason": exc.kind},
+        )
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         report.error = ErrorDetail(
             "invalid_prompt",
             "Workflow is not valid JSON",
-            details=str(exc),
+            details=str(exc)[:300],
             extra_info={"line": getattr(exc, "lineno", None), "column": getattr(exc, "colno", None)},
         )
-        return None, report
+    return None, report
 
 
 def parse_workflow(data: Any) -> tuple[Workflow, ErrorReport]:
@@ -139,7 +149,7 @@ def _parse_value(value: Any) -> Any:
         return ErrorDetail(
             "bad_linked_input",
             "A list value must be a link [node_id, output_index]",
-            details=f'got {json.dumps(value)[:80]}; write a literal list as {{"{LITERAL_LIST_KEY}": [...]}}',
+            details=f'got {standard_json.dumps(value)[:80]}; write a literal list as {{"{LITERAL_LIST_KEY}": [...]}}',
             extra_info={"received_value": value},
         )
     if isinstance(value, dict) and set(value) == {LITERAL_LIST_KEY}:

@@ -6,6 +6,9 @@ and stops it on cleanup (the running prompt is interrupted and stays queued for 
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import hmac
 import ipaddress
 import logging
@@ -15,7 +18,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
+from latentgraph import standard_json
 from latentgraph.engine import Engine
 from latentgraph.server.accept import Acceptor
 from latentgraph.server.hub import Hub
@@ -24,6 +29,8 @@ from latentgraph.store import Store
 
 log = logging.getLogger("latentgraph.server")
 MiB = 1024 * 1024
+#: Bodies larger than this are parsed (and checked) off the event loop.
+THREAD_PARSE_BYTES = 64 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,13 +67,19 @@ def state_of(request: web.Request) -> ServerState:
     return request.app[STATE]
 
 
+# -- JSON out -------------------------------------------------------------------------------
+def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """The one way a route answers JSON: standard JSON only (no ``NaN``/``Infinity``)."""
+    return web.json_response(data, status=status, headers=headers, dumps=standard_json.dumps)
+
+
 # -- JSON errors ----------------------------------------------------------------------------
 def error_body(kind: str, message: str, details: str = "", **extra: Any) -> dict[str, Any]:
     return {"error": {"type": kind, "message": message, "details": details, "extra_info": extra}, "node_errors": {}}
 
 
-def json_error(status: int, kind: str, message: str, details: str = "", **extra: Any) -> web.Response:
-    return web.json_response(error_body(kind, message, details, **extra), status=status)
+def json_error(status: int, kind: str, message: str, details: str = "", *, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
+    return json_response(error_body(kind, message, details, **extra), status=status, headers=headers)
 
 
 class JsonError(Exception):
@@ -78,25 +91,33 @@ class JsonError(Exception):
         self.body = error_body(kind, message, details, **extra)
 
 
-_STATUS_KIND = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-                413: "too_large", 415: "unsupported_media_type"}
+STATUS_KIND = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+               408: "timeout", 411: "length_required", 413: "too_large", 414: "uri_too_long", 415: "unsupported_media_type",
+               431: "headers_too_large", 501: "not_implemented", 505: "http_version_not_supported"}
 
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error is JSON; nothing a request does can take the server down."""
+    """Every error is JSON; nothing a request does can take the server down, and no 500 names a
+    server path or echoes an exception's text (the log has it)."""
     try:
         return await handler(request)
     except JsonError as exc:
-        return web.json_response(exc.body, status=exc.status)
+        return json_response(exc.body, status=exc.status)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        kind = _STATUS_KIND.get(exc.status, "http_error")
-        return json_error(exc.status, kind, exc.reason or kind, exc.text if exc.text and not exc.text.startswith(str(exc.status)) else "")
+        kind = STATUS_KIND.get(exc.status, "http_error")
+        details = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else ""
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return json_error(exc.status, kind, exc.reason or kind, details, headers=allow)
+    except (HttpProcessingError, web.RequestPayloadError) as exc:  # the body broke off or was malformed
+        status = getattr(exc, "code", 400) or 400
+        status = status if 400 <= status < 500 else 400
+        return json_error(status, STATUS_KIND.get(status, "bad_request"), f"malformed request body ({type(exc).__name__})")
     except Exception as exc:
         log.exception("%s %s failed", request.method, request.path)
-        return json_error(500, "internal_error", f"{type(exc).__name__}: {exc}")
+        return json_error(500, "internal_error", f"internal error ({type(exc).__name__}); the server log has the details")
 
 
 def _loopback(hostname: str) -> bool:
@@ -130,7 +151,7 @@ async def origin_middleware(request: web.Request, handler: Handler) -> web.Strea
     host_name, host_port = _split_host(host)
     if config.allowed_hosts is not None and host:
         if not _loopback(host_name) and host_name not in config.allowed_hosts:
-            return json_error(403, "forbidden", f"host '{host_name}' is not served here (bound to loopback)")
+            return json_error(403, "forbidden", f"host '{host_name[:100]}' is not served here (bound to loopback)")
     origin = request.headers.get("Origin")
     if origin is not None:
         parts = urlsplit(origin)
@@ -145,30 +166,52 @@ async def origin_middleware(request: web.Request, handler: Handler) -> web.Strea
     return await handler(request)
 
 
+def _given_token(request: web.Request) -> str:
+    """The token a request carries: ``Bearer TOKEN``, ``Basic`` with TOKEN as the password (any
+    user name, for clients that only speak Basic), or ``?token=TOKEN``."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            return ""
+        return decoded.partition(":")[2]
+    return request.query.get("token", "")
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     token = request.app[STATE].config.auth_token
-    if token:
-        given = ""
-        header = request.headers.get("Authorization", "")
-        if header[:7].lower() == "bearer ":
-            given = header[7:].strip()
-        elif "token" in request.query:
-            given = request.query["token"]
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            return web.json_response(
-                error_body("unauthorized", "missing or wrong token"),
-                status=401,
-                headers={"WWW-Authenticate": 'Bearer realm="latentgraph"'},
-            )
+    if token and not hmac.compare_digest(_given_token(request).encode("utf-8", "replace"), token.encode()):
+        response = json_error(401, "unauthorized", "missing or wrong token")
+        response.headers.add("WWW-Authenticate", 'Bearer realm="latentgraph"')
+        response.headers.add("WWW-Authenticate", 'Basic realm="latentgraph", charset="UTF-8"')
+        return response
+    return await handler(request)
+
+
+@web.middleware
+async def options_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``OPTIONS`` on any route: 204 with ``Allow``. No CORS headers: cross-origin preflights were
+    already refused by the Origin check, as everything cross-origin is."""
+    if request.method == "OPTIONS":
+        refusal = request.match_info.http_exception
+        if isinstance(refusal, web.HTTPMethodNotAllowed):
+            allowed = sorted({*refusal.allowed_methods, "OPTIONS"})
+            return web.Response(status=204, headers={"Allow": ", ".join(allowed)})
     return await handler(request)
 
 
 # -- routing --------------------------------------------------------------------------------
 def add_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
-    """Register ``path`` and ``/api{path}``, as ComfyUI does."""
+    """Register ``path`` and ``/api{path}``, as ComfyUI does; a GET route answers HEAD too."""
     for prefix in ("", "/api"):
         app.router.add_route(method, prefix + path, handler)
+        if method == "GET":
+            app.router.add_route("HEAD", prefix + path, handler)
 
 
 def create_app(engine: Engine, store: Store, config: ServerConfig | None = None) -> web.Application:
@@ -176,7 +219,7 @@ def create_app(engine: Engine, store: Store, config: ServerConfig | None = None)
 
     config = config or ServerConfig()
     app = web.Application(
-        middlewares=[errors_middleware, origin_middleware, auth_middleware],
+        middlewares=[errors_middleware, origin_middleware, auth_middleware, options_middleware],
         client_max_size=config.max_body_bytes,
     )
     hub = Hub(store.queue_remaining, replay_limit=config.replay_limit)
@@ -222,16 +265,13 @@ def register_plugin_routes(app: web.Application, engine: Engine) -> None:
                     info.errors.append(f"register_routes: route {path!r} is outside {prefix!r}; skipped")
                 continue
             try:
-                for api in ("", "/api"):
-                    app.router.add_route(route.method, api + path, route.handler)
+                add_route(app, route.method, path, route.handler)
             except Exception as exc:
                 if info is not None:
                     info.errors.append(f"register_routes: {exc}")
 
 
 async def _start_worker(app: web.Application) -> None:
-    import asyncio
-
     state = app[STATE]
     state.worker = Worker(
         state.engine, state.store, state.hub, asyncio.get_running_loop(), preview_interval=state.config.preview_interval
@@ -244,17 +284,18 @@ async def _close_clients(app: web.Application) -> None:
 
 
 async def _stop_worker(app: web.Application) -> None:
-    import asyncio
-
     worker = app[STATE].worker
     if worker is not None:
         await asyncio.to_thread(worker.stop)
 
 
-async def read_json(request: web.Request, *, default: Any = None) -> Any:
-    """The request body as JSON, bounded by ``max_body_bytes`` (413 past it); empty → ``default``."""
-    import json
-
+async def read_json(
+    request: web.Request, *, default: Any = None, invalid: Callable[[standard_json.JsonInputError], JsonError] | None = None
+) -> Any:
+    """The request body as standard JSON, bounded by ``max_body_bytes`` (413 past it); empty →
+    ``default``. ``NaN``/``Infinity``, numbers beyond a double, integer literals over 400 digits,
+    lone surrogates and nesting deeper than ``standard_json.MAX_DEPTH`` are 400s naming the field
+    (``invalid`` shapes that error; by default ``invalid_json``)."""
     limit = request.app[STATE].config.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise JsonError(413, "too_large", f"request body larger than {limit} bytes")
@@ -266,6 +307,16 @@ async def read_json(request: web.Request, *, default: Any = None) -> Any:
     if not body.strip():
         return default
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise JsonError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
+        if len(body) > THREAD_PARSE_BYTES:
+            return await asyncio.to_thread(standard_json.loads, bytes(body))
+        return standard_json.loads(body)
+    except standard_json.JsonInputError as exc:
+        raise (invalid or _invalid_json)(exc) from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise JsonError(400, "invalid_json", f"the request body is not valid JSON: {str(exc)[:200]}") from None
+
+
+def _invalid_json(exc: standard_json.JsonInputError) -> JsonError:
+    field = exc.path or "body"
+    return JsonError(400, "invalid_json", str(exc) if exc.path else f"body: {exc}", field=field,
+                     errors=[{"field": field, "type": exc.kind, "message": exc.message}])

@@ -14,9 +14,9 @@ from typing import Any
 from aiohttp import web
 
 from latentgraph.object_info import object_info
-from latentgraph.server.app import JsonError, add_route, state_of
+from latentgraph.server import model_folders
+from latentgraph.server.app import JsonError, add_route, json_response, state_of
 from latentgraph.server.schemas import FreeRequest, parse_body
-from latentgraph.settings import MODEL_FOLDERS
 
 _FOLDER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -37,14 +37,14 @@ def setup(app: web.Application) -> None:
 async def get_object_info(request: web.Request) -> web.Response:
     engine = state_of(request).engine
     info = await asyncio.to_thread(object_info, engine.registry, engine.settings)
-    return web.json_response(info, dumps=_dumps)
+    return json_response(info)
 
 
 async def get_object_info_one(request: web.Request) -> web.Response:
     engine = state_of(request).engine
     name = request.match_info["node_class"]
     info = await asyncio.to_thread(object_info, engine.registry, engine.settings, name)
-    return web.json_response(info, dumps=_dumps)
+    return json_response(info)
 
 
 def _memory() -> tuple[int, int]:
@@ -105,7 +105,7 @@ async def system_stats(request: web.Request) -> web.Response:
             "embedded_python": False,
             "latentgraph_version": __version__,
             "pytorch_version": torch.__version__,
-            "argv": sys.argv,
+            "argv": masked_argv(sys.argv),
             "ram_total": ram_total,
             "ram_free": ram_free,
         },
@@ -118,37 +118,37 @@ async def system_stats(request: web.Request) -> web.Response:
             "websocket_clients": state.hub.client_count,
         },
     }
-    return web.json_response(body)
+    return json_response(body)
 
 
 async def models(request: web.Request) -> web.Response:
-    return web.json_response(list(MODEL_FOLDERS))
+    return json_response(list(model_folders.FOLDERS))
 
 
 async def models_in(request: web.Request) -> web.Response:
+    """ComfyUI's folders (``[]`` when empty), their legacy names, and folders present on disk; 404 else."""
     settings = state_of(request).engine.settings
     folder = request.match_info["folder"]
     if not _FOLDER_NAME.match(folder) or folder.startswith("."):
-        raise JsonError(400, "bad_request", "invalid model folder name")
-    if folder not in MODEL_FOLDERS and not any(d.is_dir() for d in settings.model_dirs(folder)):
-        raise JsonError(404, "not_found", f"no model folder '{folder}'")
-    names = await asyncio.to_thread(settings.list_models, folder)
-    return web.json_response(names)
+        raise JsonError(400, "bad_request", "invalid model folder name", field="folder")
+    if not model_folders.known(settings, folder):
+        raise JsonError(404, "not_found", f"no model folder '{folder}'", field="folder", folders=list(model_folders.FOLDERS))
+    return json_response(await asyncio.to_thread(model_folders.list_folder, settings, folder))
 
 
 async def embeddings(request: web.Request) -> web.Response:
     settings = state_of(request).engine.settings
     names = await asyncio.to_thread(settings.list_models, "embeddings")
-    return web.json_response([str(PurePosixPath(n).with_suffix("")) for n in names])
+    return json_response([str(PurePosixPath(n).with_suffix("")) for n in names])
 
 
 async def extensions(request: web.Request) -> web.Response:
-    return web.json_response([])  # no web extensions: the server has no bundled front end
+    return json_response([])  # no web extensions: the server has no bundled front end
 
 
 async def features(request: web.Request) -> web.Response:
     config = state_of(request).config
-    return web.json_response({"supports_preview_metadata": False, "max_upload_size": config.max_upload_bytes})
+    return json_response({"supports_preview_metadata": False, "max_upload_size": config.max_upload_bytes})
 
 
 async def free(request: web.Request) -> web.Response:
@@ -160,7 +160,7 @@ async def free(request: web.Request) -> web.Response:
         state.engine.cache.clear()
         await asyncio.to_thread(_release_memory)
         freed = True
-    return web.json_response({"freed": freed})
+    return json_response({"freed": freed})
 
 
 def _release_memory() -> None:
@@ -180,10 +180,28 @@ def _release_memory() -> None:
 async def plugins(request: web.Request) -> web.Response:
     host = state_of(request).engine.host
     infos = [info.to_dict() for info in host.plugins.values()] if host is not None else []
-    return web.json_response(infos)
+    return json_response(infos)
 
 
-def _dumps(value: Any) -> str:
-    import json
+#: Options whose value is a secret, masked in ``/system_stats`` ``argv``.
+SECRET_OPTIONS = ("--auth-token",)
 
-    return json.dumps(value, default=str)
+
+def masked_argv(argv: list[str]) -> list[str]:
+    """``argv`` with the values of :data:`SECRET_OPTIONS` (``--opt VALUE`` and ``--opt=VALUE``,
+    and argparse's unambiguous prefixes of them) replaced by ``***``."""
+    out: list[str] = []
+    mask_next = False
+    for arg in argv:
+        if mask_next:
+            out.append("***")
+            mask_next = False
+            continue
+        name, eq, _ = arg.partition("=")
+        secret = len(name) > 2 and name.startswith("--") and any(opt.startswith(name) for opt in SECRET_OPTIONS)
+        if secret and eq:
+            out.append(f"{name}=***")
+        else:
+            out.append(arg)
+            mask_next = secret
+    return out

@@ -25,9 +25,12 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from latentgraph.editor_format import is_api_workflow, is_editor_workflow
+from latentgraph.standard_json import JsonInputError
 from latentgraph.server.app import JsonError, read_json
 
 MAX_ID = 200
+#: Queue numbers stay integers a double (and JavaScript) holds exactly.
+MAX_NUMBER = 2**53
 
 
 def _blank_is_none(value: Any) -> Any:
@@ -81,7 +84,7 @@ class PromptRequest(Body):
     #: None: the server picks a UUID.
     prompt_id: OptionalId = None
     #: The queue position; None: after every pending prompt (before them with ``front``).
-    number: FiniteFloat | None = None
+    number: Annotated[FiniteFloat, Field(ge=-MAX_NUMBER, le=MAX_NUMBER)] | None = None
     front: Flag = False
     extra_data: Annotated[ExtraData, BeforeValidator(lambda v: {} if v is None else v)] = Field(default_factory=ExtraData)
     #: Run only these output nodes (and what they need).
@@ -151,8 +154,23 @@ def validate(model: type[B], data: Any) -> B:
 
 
 async def parse_body(request: web.Request, model: type[B]) -> B:
-    """The JSON body (an empty one is ``{}``) as a ``model``; 400/413 JSON errors otherwise."""
-    return validate(model, await read_json(request, default={}))
+    """The JSON body (an empty one is ``{}``) as a ``model``; 400/413 JSON errors otherwise. A
+    value that is not standard JSON (``NaN``, ``1e400``, nesting too deep…) is refused like any
+    other bad field: the model's error type, the field's path."""
+    return validate(model, await read_json(request, default={}, invalid=lambda exc: _nonstandard(model, exc)))
+
+
+def _nonstandard(model: type[Body], exc: JsonInputError) -> JsonError:
+    field = exc.path or "body"
+    top = field.split(".")[0].split("[")[0]
+    return JsonError(
+        400,
+        model.field_error_types.get(top, model.error_type) if exc.path else "invalid_json",
+        f"{field}: {exc.message}",
+        model.hint,
+        field=field,
+        errors=[{"field": field, "type": exc.kind, "message": exc.message}],
+    )
 
 
 def _field(loc: tuple[int | str, ...]) -> str:

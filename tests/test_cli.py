@@ -194,3 +194,85 @@ def test_nodes_lists_types_and_object_info_json(data_dir):
     assert add["output"] == ["INT"] and add["output_name"] == ["sum"]
     assert info["LegacyText"]["alias_of"] == "Text"
     assert info["Text"]["input"]["required"]["mode"][0] == ["plain", "upper"]
+
+
+# -- bad inputs: structured errors, never a traceback ---------------------------------------------
+EDITOR_INFINITE = '{"nodes": [{"id": 1, "type": "Const", "mode": %s, "widgets_values": [1]}], "links": [[1, 1, %s, 2, 0, "INT"]]}'
+BAD_FILES = {
+    "nested_1000": "[" * 1000 + "]" * 1000,
+    "int_5000_digits": '{"1": {"class_type": "Const", "inputs": {"value": %s}}}' % ("9" * 5000),
+    "float_given_10**400": '{"1": {"class_type": "Const", "inputs": {"value": %s}}}' % (10**400),
+    "nan": '{"1": {"class_type": "Const", "inputs": {"value": NaN}}}',
+    "1e400": '{"1": {"class_type": "Const", "inputs": {"value": 1e400}}}',
+    "editor_infinity": EDITOR_INFINITE % ("Infinity", "Infinity"),
+}
+
+
+def _strict(text):
+    def refuse(name):
+        raise ValueError(name)
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_workflow_files_are_structured_errors(data_dir, case, capsys):
+    """run/validate/convert refuse what the server refuses, as a report naming the value."""
+    from latentgraph.cli import main
+
+    path = data_dir / f"{case}.json"
+    path.write_text(BAD_FILES[case])
+    common = ["--data-dir", str(data_dir), "--no-plugins"]
+    assert main(["validate", str(path), "--json", *common]) == 1
+    report = _strict(capsys.readouterr().out)
+    assert report["valid"] is False and report["error"]["type"] == "invalid_prompt"
+    assert report["error"]["message"] in ("Workflow is not standard JSON", "Workflow is not valid JSON")
+    assert main(["run", str(path), "--json", *common]) == 1
+    assert _strict(capsys.readouterr().out)["status"] == "invalid"
+    assert main(["convert", str(path), *common]) == 1
+    assert "cannot convert" in capsys.readouterr().err
+
+
+def test_bad_set_values_are_usage_errors(data_dir, capsys):
+    from latentgraph.cli import main
+
+    wf = str(write(data_dir, CHAIN))
+    for value in ("NaN", "-Infinity", "1e400", "9" * 5000, "[" * 2000):
+        assert main(["validate", wf, "--no-plugins", "--data-dir", str(data_dir), "--set", f"1.value={value}"]) == 2, value
+        assert "--set" in capsys.readouterr().err
+
+
+def test_bad_input_in_a_subprocess_has_no_traceback(data_dir):
+    path = data_dir / "deep.json"
+    path.write_text('{"1": {"class_type": "Const", "inputs": {"value": ' + "[" * 5000 + "]" * 5000 + "}}}")
+    out = lg(data_dir, "validate", "--json", str(path))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert _strict(out.stdout)["error"]["extra_info"]["reason"] == "too_deep"
+
+
+def test_an_unexpected_error_is_one_line_without_traceback(data_dir, capsys, monkeypatch):
+    from latentgraph import cli
+
+    def broken(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(cli, "load_workflow", broken)
+    wf = str(write(data_dir, CHAIN))
+    assert cli.main(["validate", wf, "--json", "--no-plugins", "--data-dir", str(data_dir)]) == 3
+    captured = capsys.readouterr()
+    assert _strict(captured.out)["error"]["type"] == "too_deep"
+    assert "Traceback" not in captured.err and "-v shows the traceback" in captured.err
+
+
+def test_editor_conversion_survives_non_finite_numbers():
+    """In-process callers (plugins, ``from_data``) may hand over floats JSON never carries."""
+    from latentgraph.editor_format import convert_editor_workflow
+    from latentgraph.editor_links import parse_links
+    from latentgraph.registry import NodeRegistry
+
+    inf, nan = float("inf"), float("nan")
+    links, problems = parse_links([[1, 1, inf, 2, 0, "INT"], {"id": 2, "origin_id": 1, "origin_slot": nan, "target_id": 2, "target_slot": 0}])
+    assert links == {} and len(problems) == 2
+    editor = {"nodes": [{"id": 1, "type": "Nope", "mode": inf}, {"id": 2, "type": "Nope", "mode": nan}], "links": [[1, 1, inf, 2, 0]]}
+    result = convert_editor_workflow(editor, NodeRegistry())
+    assert result.report  # reported, not raised

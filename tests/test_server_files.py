@@ -60,13 +60,18 @@ def test_upload_then_view_round_trip(lg_settings):
 
 
 def test_upload_type_is_sniffed_not_trusted(lg_settings):
+    """The content decides whether an upload is taken and how /view serves it; the client's name
+    is kept as ComfyUI keeps it (never renamed by type)."""
+
     async def go():
         async with serving(lg_settings) as client:
             jpeg = png_bytes(fmt="JPEG")
             status, body = await client.post("/upload/image", data=form(jpeg, "photo.png"))
-            assert status == 200 and body["name"] == "photo.jpg"
+            assert status == 200 and body["name"] == "photo.png"
             status, body = await client.post("/upload/image", data=form(png_bytes(), "page.html"))
-            assert status == 200 and body["name"] == "page.png"
+            assert status == 200 and body["name"] == "page.html"
+            async with client.session.get(client.url("/view?filename=page.html&type=input")) as resp:
+                assert resp.headers["Content-Type"] == "image/png" and resp.headers["X-Content-Type-Options"] == "nosniff"
             status, body = await client.post("/upload/image", data=form(b"<script>alert(1)</script>", "evil.png"))
             assert status == 415 and body["error"]["type"] == "unsupported_media_type"
             assert not (lg_settings.input_dir / "evil.png").exists()
