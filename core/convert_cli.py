@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+from latentgraph import standard_json
 
 
 def add_parser(subparsers: argparse._SubParsersAction, parents: argparse.ArgumentParser | list[argparse.ArgumentParser] | None = None) -> None:
@@ -55,7 +55,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             print(f"{args.workflow}: cannot write it in the editor format", file=sys.stderr)
             print(report.format(), file=sys.stderr)
             return EXIT_INVALID
-    text = json.dumps(result, indent=2) + "\n"
+    text = standard_json.dumps(result, indent=2) + "\n"
     if args.output and args.output != "-":
         Path(args.output).write_text(text, encoding="utf-8")
         count = len(loaded.prompt) if isinstance(loaded.prompt, dict) else 0

@@ -14,6 +14,8 @@ from pathlib import Path
 log = logging.getLogger("latentgraph.server")
 
 QUEUE_FILE = "latentgraph-queue.sqlite3"
+#: ``--preview-method`` values, as ComfyUI's (kept here so ``--help`` needs no server import).
+PREVIEW_METHODS = ("none", "auto", "latent2rgb", "taesd")
 
 
 def add_parser(subparsers, parents: list[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
@@ -36,6 +38,20 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser] = ()) -> argpa
     )
     serve.add_argument("--history-size", type=int, default=10_000, help="history entries kept (default: 10000)")
     serve.add_argument(
+        "--preview-method",
+        choices=PREVIEW_METHODS,
+        default="none",
+        help="live previews sent during sampling unless a prompt's extra_data.preview_method says otherwise"
+        " (default: none, as ComfyUI; auto, latent2rgb and taesd all use the latent→RGB approximation)",
+    )
+    serve.add_argument(
+        "--max-prompt-crashes",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="a prompt the server process died running N times is failed instead of run again (default: 3)",
+    )
+    serve.add_argument(
         "--allow-host",
         action="append",
         default=[],
@@ -44,6 +60,16 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser] = ()) -> argpa
     )
     serve.set_defaults(handler=cmd_serve)
     return serve
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def is_loopback(host: str) -> bool:
@@ -80,15 +106,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(warning, file=sys.stderr)
     engine = make_engine(args)
     db_path = Path(args.queue_db) if args.queue_db else engine.settings.base_dir / QUEUE_FILE
-    store = Store(db_path, max_history=args.history_size, synchronous=args.queue_sync)
+    store = Store(db_path, max_history=args.history_size, synchronous=args.queue_sync, max_crashes=args.max_prompt_crashes)
     if store.recovered:
         log.warning("re-queued %d prompt(s) interrupted by the last shutdown: %s", len(store.recovered), ", ".join(store.recovered))
     config = ServerConfig(
         auth_token=token,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         allowed_hosts=frozenset(h.lower() for h in args.allow_host) if loopback else None,
+        preview_method=args.preview_method,
     )
     app = create_app(engine, store, config)
+    if args.preview_method == "taesd":
+        log.warning("no TAESD decoder here: previews use the latent→RGB approximation")
     # Hand the GIL over more often than every 5 ms, so the event loop answers promptly while the
     # worker thread runs Python-heavy nodes (torch kernels release the GIL anyway).
     sys.setswitchinterval(0.001)
@@ -102,7 +131,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 async def _serve(app, host: str, port: int) -> None:
     from aiohttp import web
 
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    from latentgraph.server.runner import make_runner
+
+    runner = make_runner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -2,7 +2,11 @@
 
 A prompt is written (and fsynced: WAL with ``synchronous=FULL``) before the server says it was
 accepted. A prompt that was running when the process died — even by ``kill -9`` — is pending
-again on the next start and runs once more; history survives restarts.
+again on the next start and runs once more (its crash counted, so one that keeps killing the
+process can be failed instead of run forever); history survives restarts. Secrets in
+``extra_data`` are held in memory only, never written. The file names a running prompt
+reserved and the outputs it announced are kept until it finishes, so a re-run after a crash
+writes the same files and history references every file a client was told about.
 
 The store is shared by the event-loop thread (requests) and the worker thread (claims and
 finishes prompts): one connection, serialised by a lock, each change one short transaction.
@@ -19,9 +23,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from latentgraph import standard_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PENDING, RUNNING = "pending", "running"
+#: ``extra_data`` keys ComfyUI treats as secrets (execution.SENSITIVE_EXTRA_DATA_KEYS): held in
+#: memory for the run, never stored, never returned.
+SENSITIVE_EXTRA_DATA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue (
@@ -34,7 +42,8 @@ CREATE TABLE IF NOT EXISTS queue (
     extra_data TEXT NOT NULL,
     outputs TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    crashes INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS queue_order ON queue (state, number, seq);
 CREATE TABLE IF NOT EXISTS history (
@@ -53,7 +62,23 @@ CREATE TABLE IF NOT EXISTS history (
     finished REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS output_names (
+    prompt_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    folder_type TEXT NOT NULL,
+    path TEXT NOT NULL,
+    written INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (prompt_id, key)
+);
+CREATE TABLE IF NOT EXISTS announced (
+    prompt_id TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    output TEXT NOT NULL,
+    PRIMARY KEY (prompt_id, node_id)
+);
 """
+#: Columns added since schema 1: ``ALTER TABLE`` for a file written by an older version.
+_ADDED_COLUMNS = (("queue", "crashes", "INTEGER NOT NULL DEFAULT 0"),)
 
 
 @dataclass
@@ -71,6 +96,8 @@ class QueueItem:
     #: How many times a worker has claimed it (>1 means it was running when the server died).
     attempts: int = 0
     created: float = 0.0
+    #: How many times the process died while running it (counted when the store is reopened).
+    crashes: int = 0
 
     def to_wire(self) -> list[Any]:
         """ComfyUI's queue item shape: ``[number, prompt_id, prompt, extra_data, outputs]``."""
@@ -80,7 +107,7 @@ class QueueItem:
 
 @dataclass
 class HistoryStatus:
-    status_str: str  # "success", "error", "interrupted"
+    status_str: str  # "success" or "error" (an interrupt is an error, as in ComfyUI)
     completed: bool
     #: ``[event_name, data]`` pairs: execution_start, execution_cached, then the final event.
     messages: list[list[Any]] = field(default_factory=list)
@@ -103,8 +130,24 @@ class HistoryEntry:
             "prompt": self.item.to_wire(),
             "outputs": self.outputs,
             "status": self.status.to_dict(),
-            "meta": {nid: {"node_id": nid, "display_node": nid} for nid in self.outputs},
+            "meta": {nid: node_meta(nid) for nid in self.outputs},
         }
+
+
+def node_meta(node_id: str) -> dict[str, Any]:
+    """ComfyUI's per-output-node ``meta``; no node here is expanded at run time, so each node is
+    its own display and real node and has no parent."""
+    return {"node_id": node_id, "display_node": node_id, "parent_node": None, "real_node_id": node_id}
+
+
+@dataclass(frozen=True)
+class ReservedName:
+    """An output file a prompt reserved: ``path`` inside the ``folder_type`` root; ``written``
+    once the file is complete and in place."""
+
+    folder_type: str
+    path: str
+    written: bool
 
 
 class Store:
@@ -117,11 +160,19 @@ class Store:
     never vanish). The queue length is kept in memory so status messages never touch the disk.
     """
 
-    def __init__(self, path: str | Path, *, max_history: int = 10_000, synchronous: str = "full") -> None:
+    def __init__(
+        self, path: str | Path, *, max_history: int = 10_000, synchronous: str = "full", max_crashes: int = 3
+    ) -> None:
         """``synchronous="normal"`` skips the fsync on accept: still safe against a crash or
-        ``kill -9`` of the server, but a power cut may lose the last accepted prompts."""
+        ``kill -9`` of the server, but a power cut may lose the last accepted prompts.
+        ``max_crashes``: a prompt the process died running this many times is not run again."""
         if synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be 'full' or 'normal', got {synchronous!r}")
+        if max_crashes < 1:
+            raise ValueError(f"max_crashes must be at least 1, got {max_crashes}")
+        self.max_crashes = max_crashes
+        #: prompt_id → its secrets from ``extra_data``; memory only (lost with the process).
+        self._secrets: dict[str, dict[str, Any]] = {}
         self.synchronous = synchronous.upper()
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +184,11 @@ class Store:
         with self._write():
             for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
                 self._db.execute(statement)
+            for table, column, decl in _ADDED_COLUMNS:
+                present = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
             self._db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -179,9 +235,10 @@ class Store:
             yield self._rdb
 
     def _recover(self) -> list[str]:
+        """Prompts still marked running: the last process died running them; count the crash."""
         with self._write() as db:
             rows = db.execute("SELECT prompt_id FROM queue WHERE state = ?", (RUNNING,)).fetchall()
-            db.execute("UPDATE queue SET state = ? WHERE state = ?", (PENDING, RUNNING))
+            db.execute("UPDATE queue SET state = ?, crashes = crashes + 1 WHERE state = ?", (PENDING, RUNNING))
         return [r[0] for r in rows]
 
     def _max_number(self) -> int:
@@ -216,6 +273,7 @@ class Store:
         now = time.time()
         errors: list[DuplicatePromptId | None] = []
         added: list[QueueItem] = []
+        secrets = {item.prompt_id: _accept_extra_data(item, now) for item in items}
         with self._write() as db:
             for item in items:
                 item.created = item.created or now
@@ -246,6 +304,9 @@ class Store:
         with self._count_lock:
             self._remaining += len(added)
             for item in added:
+                if secrets[item.prompt_id]:
+                    self._secrets[item.prompt_id] = secrets[item.prompt_id]
+            for item in added:
                 if abs(item.number) >= self._next_number:
                     self._next_number = int(abs(item.number)) + 1
         return errors
@@ -264,6 +325,11 @@ class Store:
         item.attempts += 1
         return item
 
+    def secrets(self, prompt_id: str) -> dict[str, Any]:
+        """The secrets stripped from a prompt's ``extra_data`` at acceptance (empty after a restart)."""
+        with self._count_lock:
+            return dict(self._secrets.get(prompt_id, {}))
+
     def release(self, prompt_id: str) -> None:
         """Put a running prompt back in the queue (the server is stopping mid-run)."""
         with self._write() as db:
@@ -272,9 +338,12 @@ class Store:
     def finish(self, entry: HistoryEntry) -> None:
         """Move a prompt from the queue to history, atomically."""
         item = entry.item
+        extra_data = _without_secrets(item.extra_data)
         with self._write(durable=False) as db:
             removed = db.execute("DELETE FROM queue WHERE prompt_id = ?", (item.prompt_id,)).rowcount
             db.execute("DELETE FROM history WHERE prompt_id = ?", (item.prompt_id,))
+            db.execute("DELETE FROM output_names WHERE prompt_id = ?", (item.prompt_id,))
+            db.execute("DELETE FROM announced WHERE prompt_id = ?", (item.prompt_id,))
             db.execute(
                 "INSERT INTO history (prompt_id, number, client_id, prompt, extra_data, outputs_to_execute, outputs,"
                 " status_str, completed, messages, started, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -283,7 +352,7 @@ class Store:
                     float(item.number),
                     item.client_id,
                     _dumps(item.prompt),
-                    _dumps(item.extra_data),
+                    _dumps(extra_data),
                     _dumps(item.outputs_to_execute),
                     _dumps(entry.outputs),
                     entry.status.status_str,
@@ -299,6 +368,15 @@ class Store:
                     (self.max_history,),
                 )
         self._count(-removed)
+        self._forget_secrets([item.prompt_id])
+
+    def _forget_secrets(self, prompt_ids: Iterable[str] | None) -> None:
+        with self._count_lock:
+            if prompt_ids is None:
+                self._secrets.clear()
+            else:
+                for prompt_id in prompt_ids:
+                    self._secrets.pop(prompt_id, None)
 
     def queue(self) -> tuple[list[QueueItem], list[QueueItem]]:
         """``(running, pending)``, pending in run order."""
@@ -313,16 +391,22 @@ class Store:
 
     def delete_pending(self, prompt_ids: Iterable[str] | None = None) -> int:
         """Drop pending prompts (all of them when ``prompt_ids`` is None); running ones stay."""
+        ids = None if prompt_ids is None else list(prompt_ids)
         with self._write() as db:
-            if prompt_ids is None:
-                removed = db.execute("DELETE FROM queue WHERE state = ?", (PENDING,)).rowcount
+            if ids is None:
+                gone = [r[0] for r in db.execute("DELETE FROM queue WHERE state = ? RETURNING prompt_id", (PENDING,))]
             else:
-                removed = sum(
-                    db.execute("DELETE FROM queue WHERE state = ? AND prompt_id = ?", (PENDING, i)).rowcount
-                    for i in prompt_ids
-                )
-        self._count(-removed)
-        return removed
+                gone = [
+                    r[0]
+                    for i in ids
+                    for r in db.execute("DELETE FROM queue WHERE state = ? AND prompt_id = ? RETURNING prompt_id", (PENDING, i))
+                ]
+            for prompt_id in gone:  # a prompt re-queued after a crash may have reserved names
+                db.execute("DELETE FROM output_names WHERE prompt_id = ?", (prompt_id,))
+                db.execute("DELETE FROM announced WHERE prompt_id = ?", (prompt_id,))
+        self._count(-len(gone))
+        self._forget_secrets(gone)
+        return len(gone)
 
     def get_queued(self, prompt_id: str) -> QueueItem | None:
         with self._reading() as db:
@@ -330,14 +414,20 @@ class Store:
         return _queue_item(row) if row else None
 
     # -- history ------------------------------------------------------------------------------
-    def history(self, max_items: int | None = None, offset: int = 0) -> list[HistoryEntry]:
-        """Oldest first; ``max_items`` keeps the newest ones (skipping ``offset`` newest)."""
+    def history(self, max_items: int | None = None, offset: int | None = None) -> list[HistoryEntry]:
+        """Oldest first, as ComfyUI's ``/history``: ``offset`` skips that many of the oldest
+        entries; without one (None or negative), ``max_items`` keeps the newest ones."""
         limit = -1 if max_items is None else max(0, int(max_items))
         with self._reading() as db:
-            rows = db.execute(
-                f"SELECT {_HISTORY_COLS} FROM history ORDER BY seq DESC LIMIT ? OFFSET ?", (limit, max(0, int(offset)))
-            ).fetchall()
-        return [_history_entry(r) for r in reversed(rows)]
+            if offset is None or offset < 0:
+                rows = db.execute(
+                    f"SELECT {_HISTORY_COLS} FROM history ORDER BY seq DESC LIMIT ?", (limit,)
+                ).fetchall()[::-1]
+            else:
+                rows = db.execute(
+                    f"SELECT {_HISTORY_COLS} FROM history ORDER BY seq LIMIT ? OFFSET ?", (limit, int(offset))
+                ).fetchall()
+        return [_history_entry(r) for r in rows]
 
     def get_history(self, prompt_id: str) -> HistoryEntry | None:
         with self._reading() as db:
@@ -351,11 +441,54 @@ class Store:
             return sum(db.execute("DELETE FROM history WHERE prompt_id = ?", (i,)).rowcount for i in prompt_ids)
 
 
+    # -- outputs of a running prompt ----------------------------------------------------------
+    def reserved_name(self, prompt_id: str, key: str) -> ReservedName | None:
+        """The file an earlier attempt of this prompt reserved under ``key``, if any."""
+        with self._reading() as db:
+            row = db.execute(
+                "SELECT folder_type, path, written FROM output_names WHERE prompt_id = ? AND key = ?", (prompt_id, key)
+            ).fetchone()
+        return ReservedName(row[0], row[1], bool(row[2])) if row else None
+
+    def reserve_name(self, prompt_id: str, key: str, folder_type: str, path: str, *, written: bool = False) -> None:
+        """Record (before the file exists) or confirm (``written``) an output file of a prompt."""
+        with self._write(durable=False) as db:
+            db.execute(
+                "INSERT INTO output_names (prompt_id, key, folder_type, path, written) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (prompt_id, key) DO UPDATE SET folder_type = excluded.folder_type,"
+                " path = excluded.path, written = excluded.written",
+                (prompt_id, key, folder_type, path, int(written)),
+            )
+
+    def reserved_names(self, prompt_id: str) -> list[ReservedName]:
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT folder_type, path, written FROM output_names WHERE prompt_id = ? ORDER BY key", (prompt_id,)
+            ).fetchall()
+        return [ReservedName(r[0], r[1], bool(r[2])) for r in rows]
+
+    def record_announced(self, prompt_id: str, node_id: str, output: dict[str, Any]) -> None:
+        """An output node's ``executed`` output, stored before clients hear of it."""
+        with self._write(durable=False) as db:
+            db.execute(
+                "INSERT OR REPLACE INTO announced (prompt_id, node_id, output) VALUES (?, ?, ?)",
+                (prompt_id, node_id, _dumps(output)),
+            )
+
+    def announced(self, prompt_id: str) -> dict[str, dict[str, Any]]:
+        """The outputs earlier attempts of this prompt announced, by node id, in order."""
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT node_id, output FROM announced WHERE prompt_id = ? ORDER BY rowid", (prompt_id,)
+            ).fetchall()
+        return {node_id: json.loads(output) for node_id, output in rows}
+
+
 class DuplicatePromptId(ValueError):
     """A client chose a prompt_id that is already queued or in history."""
 
 
-_QUEUE_COLS = "seq, prompt_id, number, state, client_id, prompt, extra_data, outputs, attempts, created"
+_QUEUE_COLS = "seq, prompt_id, number, state, client_id, prompt, extra_data, outputs, attempts, created, crashes"
 _HISTORY_COLS = (
     "seq, prompt_id, number, client_id, prompt, extra_data, outputs_to_execute, outputs, status_str, completed,"
     " messages, started, finished"
@@ -363,7 +496,7 @@ _HISTORY_COLS = (
 
 
 def _queue_item(row: tuple) -> QueueItem:
-    _seq, prompt_id, number, state, client_id, prompt, extra, outputs, attempts, created = row
+    _seq, prompt_id, number, state, client_id, prompt, extra, outputs, attempts, created, crashes = row
     return QueueItem(
         prompt_id=prompt_id,
         number=number,
@@ -374,6 +507,7 @@ def _queue_item(row: tuple) -> QueueItem:
         state=state,
         attempts=attempts,
         created=created,
+        crashes=crashes,
     )
 
 
@@ -394,4 +528,20 @@ def _history_entry(row: tuple) -> HistoryEntry:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return standard_json.dumps(value, separators=(",", ":"))
+
+
+def _without_secrets(extra_data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in extra_data.items() if k not in SENSITIVE_EXTRA_DATA_KEYS}
+
+
+def _accept_extra_data(item: QueueItem, now: float) -> dict[str, Any]:
+    """Take the secrets out of ``item.extra_data`` (returned, for memory only) and stamp
+    ``create_time`` (ms since the epoch) unless the client gave a valid one, as ComfyUI does."""
+    extra = item.extra_data if isinstance(item.extra_data, dict) else {}
+    secrets = {k: extra[k] for k in SENSITIVE_EXTRA_DATA_KEYS if k in extra}
+    item.extra_data = _without_secrets(extra)
+    created = item.extra_data.get("create_time")
+    if isinstance(created, bool) or not isinstance(created, int) or created < 0:
+        item.extra_data["create_time"] = int((item.created or now) * 1000)
+    return secrets

@@ -12,7 +12,7 @@ import io
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeResult, NodeSpec, Out
 from latentgraph.nodes import pngmeta
+from latentgraph.output_names import OutputNames, name_key, output_names, remove_partials, write_atomically
 
 if TYPE_CHECKING:
     from latentgraph.context import ExecutionContext
@@ -156,16 +157,57 @@ def encode_png(image: Image.Image, chunks: Mapping[str, str], compress_level: in
     return buffer.getvalue()
 
 
-def write_new_file(folder: Path, name: str, counter: int, data: bytes) -> tuple[str, int]:
-    """Write ``<name>_<counter:05>_.png`` without ever overwriting; returns (filename, counter)."""
+def write_new_file(
+    folder: Path, name: str, counter: int, data: bytes, reserve: Callable[[str, bool], None] | None = None
+) -> tuple[str, int]:
+    """Write ``<name>_<counter:05>_.png`` without ever overwriting; returns (filename, counter).
+    ``reserve(filename, written)`` records the name before the file exists and once it does."""
     while True:
         filename = f"{name}_{counter:05}_.png"
-        try:
-            with open(folder / filename, "xb") as fh:
-                fh.write(data)
-            return filename, counter
-        except FileExistsError:  # another run took this number meanwhile
-            counter += 1
+        if not (folder / filename).exists():
+            if reserve is not None:
+                reserve(filename, False)
+            if write_atomically(folder / filename, data, replace=False):
+                if reserve is not None:
+                    reserve(filename, True)
+                return filename, counter
+        counter += 1  # another run took this number meanwhile
+
+
+def rewrite_reserved(root: Path, folder_type: str, names: OutputNames, key: str, data: bytes) -> dict[str, str] | None:
+    """A re-run after a crash: write the file an earlier attempt reserved under ``key`` again
+    (replacing it if that attempt wrote it), so no file is left behind and the names a client
+    was told stay true. None when there is no usable reservation."""
+    earlier = names.reserved(key)
+    if earlier is None:
+        return None
+    rel, written = earlier
+    path = safe_join(root, rel)
+    if path is None or not path.parent.is_dir():
+        return None
+    remove_partials(path)
+    if not write_atomically(path, data, replace=written) and not _holds(path, data):
+        return None  # reserved but never written, and someone else has that name now
+    names.reserve(key, folder_type, rel, written=True)
+    subfolder, _, filename = rel.rpartition("/")
+    return {"filename": filename, "subfolder": subfolder, "type": folder_type}
+
+
+def _reserver(names: OutputNames, key: str, folder_type: str, subfolder: str) -> Callable[[str, bool], None]:
+    prefix = f"{subfolder}/" if subfolder else ""
+
+    def reserve(filename: str, written: bool) -> None:
+        names.reserve(key, folder_type, prefix + filename, written=written)
+
+    return reserve
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """``path`` already has exactly ``data`` (the attempt died between writing and confirming)."""
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
 
 
 def save_images(
@@ -181,6 +223,7 @@ def save_images(
     target = resolve_save_prefix(root, filename_prefix, width, height)
     extra = ctx.extra or {}
     chunks = pngmeta.workflow_chunks(extra.get("prompt"), extra.get("workflow"), extra.get("extra_pnginfo"))
+    names = output_names(extra)
     try:
         target.folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -190,10 +233,16 @@ def save_images(
     for index in range(batch.shape[0]):
         ctx.check_interrupted()
         name = target.name.replace("%batch_num%", str(index))
+        data = encode_png(tensor_to_pil(batch[index]), chunks, compress_level)
+        key = name_key(ctx.node_id, folder_type, index)
+        again = rewrite_reserved(root, folder_type, names, key, data) if names is not None else None
+        if again is not None:
+            results.append(again)
+            continue
+        reserve = _reserver(names, key, folder_type, target.subfolder) if names is not None else None
         if name not in counters:
             counters[name] = next_counter(target.folder, name)
-        data = encode_png(tensor_to_pil(batch[index]), chunks, compress_level)
-        filename, used = write_new_file(target.folder, name, counters[name], data)
+        filename, used = write_new_file(target.folder, name, counters[name], data, reserve)
         counters[name] = used + 1
         results.append({"filename": filename, "subfolder": target.subfolder, "type": folder_type})
     return NodeResult(outputs=(), ui={"images": results})

@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+from latentgraph import standard_json
 from latentgraph.errors import LatentgraphError
 
 #: The chunks a workflow lives in.
@@ -82,7 +83,7 @@ def read_workflow_from_png(source: PngSource) -> dict[str, Any]:
     found: dict[str, Any] = {PROMPT_KEY: None, WORKFLOW_KEY: None}
     for key, text in read_png_text(source).items():
         try:
-            found[key] = json.loads(text)
+            found[key] = standard_json.loads(text)
         except ValueError as exc:
             if key in (PROMPT_KEY, WORKFLOW_KEY):
                 raise PngMetadataError(f"the '{key}' chunk of {_describe(source)} is not valid JSON: {exc}") from exc

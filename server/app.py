@@ -48,6 +48,8 @@ class ServerConfig:
     #: Host names accepted in the ``Host`` header besides loopback ones, when bound to loopback
     #: (DNS-rebinding protection); None disables the check (bound to a public address).
     allowed_hosts: frozenset[str] | None = field(default_factory=frozenset)
+    #: Live previews unless a prompt says otherwise (``--preview-method``; ComfyUI's default: none).
+    preview_method: str = "none"
 
 
 @dataclass
@@ -222,7 +224,7 @@ def create_app(engine: Engine, store: Store, config: ServerConfig | None = None)
         middlewares=[errors_middleware, origin_middleware, auth_middleware, options_middleware],
         client_max_size=config.max_body_bytes,
     )
-    hub = Hub(store.queue_remaining, replay_limit=config.replay_limit)
+    hub = Hub(store.queue_remaining, replay_limit=config.replay_limit, preview_method=config.preview_method)
     state = ServerState(engine, store, config, hub, Acceptor(store))
     app[STATE] = state
     for module in (routes_prompt, routes_files, routes_info, routes_ws):

@@ -5,6 +5,10 @@ so the order in which messages are logged is the order in which they are sent: a
 reconnects gets the log of its running prompt and then the live messages, with no gap and no
 duplicate. Each connection has its own outbox and writer task, so a slow client never holds up
 the others; one that falls too far behind is disconnected (it can reconnect and replay).
+
+A client's first message may be ComfyUI's ``feature_flags``: it is answered with the server's
+flags, and a client that says ``supports_preview_metadata`` gets previews in the framing that
+carries the node id (see :mod:`latentgraph.server.previews`).
 """
 
 from __future__ import annotations
@@ -19,14 +23,24 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
+from latentgraph import standard_json
+from latentgraph.server.previews import legacy_frame, metadata_frame
+
 log = logging.getLogger("latentgraph.server")
 
 #: Outbox length past which previews are skipped for that client (they are only eye candy).
 PREVIEW_BACKLOG = 8
+#: Longest client message read as JSON (feature flags are a few dozen bytes).
+MAX_CLIENT_MESSAGE = 64 * 1024
+
+
+def server_features(max_upload_bytes: int) -> dict[str, Any]:
+    """The server's feature flags: the answer to a client's ``feature_flags`` and ``GET /features``."""
+    return {"supports_preview_metadata": True, "max_upload_size": max_upload_bytes}
 
 
 def encode(kind: str, data: dict[str, Any]) -> str:
-    return json.dumps({"type": kind, "data": data}, default=str, separators=(",", ":"))
+    return standard_json.dumps({"type": kind, "data": data}, separators=(",", ":"))
 
 
 @dataclass(eq=False)
@@ -36,6 +50,9 @@ class Connection:
     outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
     task: asyncio.Task | None = None
     closed: bool = False
+    #: Only a client's first message can negotiate feature flags (as in ComfyUI).
+    negotiated: bool = False
+    supports_preview_metadata: bool = False
 
 
 @dataclass
@@ -65,8 +82,11 @@ class Hub:
         replay_limit: int = 1000,
         max_backlog: int = 10_000,
         status_interval: float = 0.05,
+        preview_method: str = "none",
     ) -> None:
         self.queue_remaining = queue_remaining
+        #: The server's default preview method (``--preview-method``); ComfyUI's default is none.
+        self.preview_method = preview_method
         self.status_interval = status_interval
         self._last_status = float("-inf")
         self.replay_limit = replay_limit
@@ -93,6 +113,23 @@ class Hub:
             if not conns:
                 del self._clients[conn.sid]
         conn.outbox.put_nowait(None)
+
+    def receive(self, conn: Connection, text: str, features: dict[str, Any]) -> None:
+        """A text message from a client: the first may be ``feature_flags``; the rest are ignored."""
+        if conn.negotiated:
+            return
+        conn.negotiated = True
+        if len(text) > MAX_CLIENT_MESSAGE:
+            return
+        try:
+            message = json.loads(text)
+        except (ValueError, RecursionError):
+            return
+        if not isinstance(message, dict) or message.get("type") != "feature_flags":
+            return
+        flags = message.get("data")
+        conn.supports_preview_metadata = isinstance(flags, dict) and flags.get("supports_preview_metadata") is True
+        self._put(conn, encode("feature_flags", features))
 
     def is_listening(self, client_id: str | None) -> bool:
         """Safe to call from another thread (a dict lookup); used to skip rendering previews."""
@@ -126,11 +163,16 @@ class Hub:
             self._logs.pop(prompt_id, None)
         self._send(client_id, text)
 
-    def publish_binary(self, client_id: str | None, frame: bytes) -> None:
-        targets = self._targets(client_id)
-        for conn in targets:
-            if conn.outbox.qsize() < PREVIEW_BACKLOG:
-                self._put(conn, frame)
+    def publish_preview(self, client_id: str | None, jpeg: bytes, metadata: dict[str, Any]) -> None:
+        """A preview image, framed for each client as its feature flags asked."""
+        frames: dict[bool, bytes] = {}
+        for conn in self._targets(client_id):
+            if conn.outbox.qsize() >= PREVIEW_BACKLOG:
+                continue
+            rich = conn.supports_preview_metadata
+            if rich not in frames:
+                frames[rich] = metadata_frame(jpeg, metadata) if rich else legacy_frame(jpeg)
+            self._put(conn, frames[rich])
 
     def broadcast(self, kind: str, data: dict[str, Any]) -> None:
         self._send(None, encode(kind, data))

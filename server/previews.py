@@ -1,26 +1,46 @@
-"""Live preview frames: JPEG bytes in ComfyUI's binary websocket framing, at a bounded rate.
+"""Live preview frames: opt-in, as in ComfyUI, in its binary websocket framing, at a bounded rate.
 
-A frame is ``uint32 BE event type`` (1 = preview image) + ``uint32 BE format`` (1 = JPEG) + the
-encoded image. Rendering happens in the worker thread, and only when someone is listening and
-the throttle allows, so previews never slow a run that nobody watches.
+Previews are off unless the server default (``--preview-method``) or the prompt's
+``extra_data.preview_method`` turns them on: clients that never asked get no binary frame (some
+ComfyUI clients crash on one, or take it for the result). The only renderer is the latent→RGB
+approximation, so ``auto``, ``latent2rgb`` and ``taesd`` all use it (ComfyUI too falls back to it
+when no TAESD decoder is installed).
+
+The client's feature flags choose the framing, as in ComfyUI: one that sent
+``{"type": "feature_flags", "data": {"supports_preview_metadata": true}}`` as its first message
+gets ``uint32 BE 4`` + ``uint32 BE len(json)`` + metadata JSON + the JPEG; any other gets
+``uint32 BE 1`` (preview image) + ``uint32 BE 1`` (JPEG) + the JPEG. Rendering happens in the
+worker thread, and only when someone is listening and the throttle allows.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from latentgraph.serve_cli import PREVIEW_METHODS  # ComfyUI's; a prompt may also say "default"
+
 PREVIEW_IMAGE = 1
+PREVIEW_IMAGE_WITH_METADATA = 4
 FORMAT_JPEG = 1
 FORMAT_PNG = 2
 HEADER = struct.Struct(">II")
+UINT32 = struct.Struct(">I")
 
 
-def encode_frame(image: Any, *, max_size: int = 512, quality: int = 85) -> bytes:
-    """A PIL image → one binary preview frame."""
+
+def effective_method(requested: Any, default: str) -> str:
+    """The prompt's ``extra_data.preview_method`` if it names a method, else the server default
+    (ComfyUI's rule: ``"default"``, a missing or unknown value → the default)."""
+    return requested if isinstance(requested, str) and requested in PREVIEW_METHODS else default
+
+
+def encode_jpeg(image: Any, *, max_size: int = 512, quality: int = 85) -> bytes:
+    """A PIL image → JPEG bytes, at most ``max_size`` on its longer side."""
     img = image
     if img.mode not in ("RGB", "L"):
         img = img.convert("RGB")
@@ -28,15 +48,37 @@ def encode_frame(image: Any, *, max_size: int = 512, quality: int = 85) -> bytes
         img = img.copy()
         img.thumbnail((max_size, max_size))
     buf = io.BytesIO()
-    buf.write(HEADER.pack(PREVIEW_IMAGE, FORMAT_JPEG))
     img.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 
+def legacy_frame(jpeg: bytes) -> bytes:
+    return HEADER.pack(PREVIEW_IMAGE, FORMAT_JPEG) + jpeg
+
+
+def metadata_frame(jpeg: bytes, metadata: dict[str, Any]) -> bytes:
+    meta = json.dumps({**metadata, "image_type": "image/jpeg"}, separators=(",", ":")).encode()
+    return UINT32.pack(PREVIEW_IMAGE_WITH_METADATA) + UINT32.pack(len(meta)) + meta + jpeg
+
+
+def encode_frame(image: Any, *, max_size: int = 512, quality: int = 85) -> bytes:
+    """A PIL image → one legacy binary preview frame."""
+    return legacy_frame(encode_jpeg(image, max_size=max_size, quality=quality))
+
+
 def decode_frame(frame: bytes) -> tuple[int, int, bytes]:
-    """``(event_type, image_format, image_bytes)``; for tests and clients."""
+    """``(event_type, image_format, image_bytes)`` of a legacy frame; for tests and clients."""
     event, fmt = HEADER.unpack_from(frame)
     return event, fmt, frame[HEADER.size :]
+
+
+def decode_metadata_frame(frame: bytes) -> tuple[dict[str, Any], bytes]:
+    """``(metadata, image_bytes)`` of a type-4 frame; for tests and clients."""
+    (event,) = UINT32.unpack_from(frame)
+    if event != PREVIEW_IMAGE_WITH_METADATA:
+        raise ValueError(f"not a preview-with-metadata frame: type {event}")
+    (length,) = UINT32.unpack_from(frame, 4)
+    return json.loads(frame[8 : 8 + length]), frame[8 + length :]
 
 
 @dataclass

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from latentgraph.object_info import object_info
 from latentgraph.server import model_folders
+from latentgraph.server.hub import server_features
 from latentgraph.server.app import JsonError, add_route, json_response, state_of
 from latentgraph.server.schemas import FreeRequest, parse_body
 
@@ -148,7 +149,7 @@ async def extensions(request: web.Request) -> web.Response:
 
 async def features(request: web.Request) -> web.Response:
     config = state_of(request).config
-    return json_response({"supports_preview_metadata": False, "max_upload_size": config.max_upload_bytes})
+    return json_response(server_features(config.max_upload_bytes))
 
 
 async def free(request: web.Request) -> web.Response:

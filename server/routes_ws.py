@@ -7,6 +7,7 @@ import uuid
 from aiohttp import WSMsgType, web
 
 from latentgraph.server.app import add_route, state_of
+from latentgraph.server.hub import server_features
 
 MAX_SID = 200
 
@@ -16,7 +17,8 @@ def setup(app: web.Application) -> None:
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    hub = state_of(request).hub
+    state = state_of(request)
+    hub = state.hub
     sid = request.query.get("clientId") or uuid.uuid4().hex
     sid = sid[:MAX_SID]
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=1024 * 1024)
@@ -26,7 +28,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         async for msg in ws:
             if msg.type == WSMsgType.ERROR:
                 break
-            # Clients may send feature flags or pings; nothing here needs an answer.
+            if msg.type == WSMsgType.TEXT:  # feature flags (first message only); the rest is ignored
+                hub.receive(conn, msg.data, server_features(state.config.max_upload_bytes))
     finally:
         hub.detach(conn)
     return ws

@@ -32,7 +32,9 @@ from latentgraph.events import (
     NodeStarted,
 )
 from latentgraph.server.hub import Hub
-from latentgraph.server.previews import PreviewThrottle, encode_frame
+from latentgraph.output_names import EXTRA_KEY as OUTPUT_NAMES_KEY
+from latentgraph.output_names import file_under, files_in, remove_partials
+from latentgraph.server.previews import PreviewThrottle, effective_method, encode_jpeg
 from latentgraph.store import HistoryEntry, HistoryStatus, QueueItem, Store
 
 log = logging.getLogger("latentgraph.server")
@@ -55,10 +57,13 @@ class ProtocolSink:
         emit: Callable[[str, dict[str, Any], bool], None],
         *,
         preview: Callable[[NodeProgress], None] | None = None,
+        announce: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.prompt_id = prompt_id
         self.emit = emit
         self.preview = preview
+        #: Called with (node id, output) before an ``executed`` message goes out.
+        self.announce = announce
         self.messages: list[list[Any]] = []
         self.status = "running"
         self.started: float | None = None
@@ -69,6 +74,8 @@ class ProtocolSink:
     def _send(self, kind: str, data: dict[str, Any], *, record: bool = False, hold: bool = False) -> None:
         if record:
             self.messages.append([kind, data])
+        if kind == "executed" and self.announce is not None:
+            self.announce(data["node"], data["output"])
         if hold:  # the outcome goes out after history is written: a client may fetch it at once
             self._held.append((kind, data))
         else:
@@ -179,6 +186,22 @@ class ProtocolSink:
         self.emit("executing", {"node": None, "display_node": None, "prompt_id": self.prompt_id}, True)
 
 
+class PromptOutputNames:
+    """The output file names one prompt reserved, kept in the store until it finishes (see
+    :mod:`latentgraph.output_names`)."""
+
+    def __init__(self, store: Store, prompt_id: str) -> None:
+        self.store = store
+        self.prompt_id = prompt_id
+
+    def reserved(self, key: str) -> tuple[str, bool] | None:
+        name = self.store.reserved_name(self.prompt_id, key)
+        return (name.path, name.written) if name is not None else None
+
+    def reserve(self, key: str, folder_type: str, path: str, *, written: bool = False) -> None:
+        self.store.reserve_name(self.prompt_id, key, folder_type, path, written=written)
+
+
 @dataclass
 class Running:
     item: QueueItem
@@ -272,35 +295,28 @@ class Worker:
         def emit(kind: str, data: dict[str, Any], final: bool) -> None:
             self._post(self.hub.publish, item.prompt_id, client_id, kind, data, final=final)
 
-        sink = ProtocolSink(item.prompt_id, emit, preview=lambda ev: self._preview(client_id, ev))
+        def announce(node_id: str, output: dict[str, Any]) -> None:
+            try:  # recorded before clients hear of it, so a re-run after a crash keeps it
+                self.store.record_announced(item.prompt_id, node_id, output)
+            except Exception:
+                log.exception("prompt %s: cannot record the output of node %s", item.prompt_id, node_id)
+
+        sink = ProtocolSink(item.prompt_id, emit, preview=self._previewer(item), announce=announce)
+        earlier: dict[str, dict[str, Any]] = {}
         outputs: dict[str, dict[str, Any]] = {}
         try:
-            extra_pnginfo = item.extra_data.get("extra_pnginfo")
-            extra: dict[str, Any] = {"client_id": client_id}
-            if isinstance(extra_pnginfo, dict):
-                extra["extra_pnginfo"] = extra_pnginfo
-                extra["workflow"] = extra_pnginfo.get("workflow")
-            graph, report = self.engine.check(item.prompt, targets=item.outputs_to_execute or None)
-            if graph is None:  # valid when accepted, but something changed since (a model file, a plugin)
-                sink(ExecutionStarted(item.prompt_id))
-                node_id = next(iter(report.node_errors), None)
-                sink.error(
-                    node_id=node_id,
-                    node_type=report.node_errors[node_id].class_type if node_id else None,
-                    exception_type="latentgraph.errors.WorkflowInvalid",
-                    message=report.format() or "invalid workflow",
-                    tb=[],
-                    executed=[],
-                )
+            if item.attempts > 1:  # outputs of attempts the process died (or was stopped) in
+                earlier = self.store.announced(item.prompt_id)
+            if item.crashes >= self.store.max_crashes:
+                self._refuse_crash_loop(item, sink)
             else:
-                result = self.engine.run(
-                    graph, prompt_id=item.prompt_id, sink=sink, interrupt=running.interrupt, extra=extra
-                )
-                outputs = result.outputs
-                if result.status == "interrupted" and self._stopping.is_set():
-                    self.store.release(item.prompt_id)  # server shutting down: run it again next time
+                if item.crashes:
+                    log.warning("prompt %s: running again after the process died %d time(s) running it", item.prompt_id, item.crashes)
+                ran = self._execute(item, running, sink)
+                if ran is None:  # server shutting down: it runs again next time
                     sink.done()
                     return
+                outputs = ran
         except Exception as exc:
             log.exception("prompt %s failed outside any node", item.prompt_id)
             sink.error(
@@ -315,21 +331,92 @@ class Worker:
             with self._lock:
                 self._running = None
             self.throttle.forget(item.prompt_id)
-        status = sink.status if sink.status != "running" else "error"
+        outputs = {**earlier, **outputs}  # every file a client was told about stays referenced
+        success = sink.status == "success"
         entry = HistoryEntry(
             item,
             outputs,
-            HistoryStatus(status, status == "success", sink.messages),
+            HistoryStatus("success" if success else "error", success, sink.messages),
             started=sink.started,
             finished=time.time(),
         )
         try:
+            self._drop_unreferenced_files(item.prompt_id, outputs)
             self.store.finish(entry)
         except Exception:  # the prompt stays queued in the database and runs again after restart
             log.exception("prompt %s: cannot record its history", item.prompt_id)
         self.completed += 1
         sink.done()
         self._post(self.hub.status_changed)
+
+    def _execute(self, item: QueueItem, running: Running, sink: ProtocolSink) -> dict[str, dict[str, Any]] | None:
+        """Run the prompt; its ui outputs, or None if the server is stopping (released)."""
+        extra: dict[str, Any] = {**self.store.secrets(item.prompt_id), "client_id": item.client_id}
+        extra[OUTPUT_NAMES_KEY] = PromptOutputNames(self.store, item.prompt_id)
+        extra_pnginfo = item.extra_data.get("extra_pnginfo")
+        if isinstance(extra_pnginfo, dict):
+            extra["extra_pnginfo"] = extra_pnginfo
+            extra["workflow"] = extra_pnginfo.get("workflow")
+        graph, report = self.engine.check(item.prompt, targets=item.outputs_to_execute or None)
+        if graph is None:  # valid when accepted, but something changed since (a model file, a plugin)
+            sink(ExecutionStarted(item.prompt_id))
+            node_id = next(iter(report.node_errors), None)
+            sink.error(
+                node_id=node_id,
+                node_type=report.node_errors[node_id].class_type if node_id else None,
+                exception_type="latentgraph.errors.WorkflowInvalid",
+                message=report.format() or "invalid workflow",
+                tb=[],
+                executed=[],
+            )
+            return {}
+        result = self.engine.run(graph, prompt_id=item.prompt_id, sink=sink, interrupt=running.interrupt, extra=extra)
+        if result.status == "interrupted" and self._stopping.is_set():
+            self.store.release(item.prompt_id)
+            return None
+        return result.outputs
+
+    def _refuse_crash_loop(self, item: QueueItem, sink: ProtocolSink) -> None:
+        """The process died running this prompt ``max_crashes`` times: fail it, don't run it."""
+        log.error("prompt %s: the process died %d times running it; failing it", item.prompt_id, item.crashes)
+        sink(ExecutionStarted(item.prompt_id))
+        sink.error(
+            node_id=None,
+            node_type=None,
+            exception_type="latentgraph.server.PromptCrashLoop",
+            message=(
+                f"the server process died {item.crashes} times while running this prompt"
+                f" (limit --max-prompt-crashes {self.store.max_crashes}); it was not run again"
+            ),
+            tb=[],
+            executed=[],
+        )
+
+    def _drop_unreferenced_files(self, prompt_id: str, outputs: dict[str, dict[str, Any]]) -> None:
+        """Files this prompt wrote that its history will not name (an attempt cut short), and
+        temporary files a killed attempt left: removed, so no file is orphaned."""
+        reserved = self.store.reserved_names(prompt_id)
+        if not reserved:
+            return
+        settings = self.engine.settings
+        roots = {"output": settings.output_dir, "temp": settings.temp_dir}
+        referenced = set(files_in(outputs))
+        for name in reserved:
+            root = roots.get(name.folder_type)
+            path = file_under(root, name.path) if root is not None else None
+            if path is None:
+                continue
+            remove_partials(path)
+            if name.written and (name.folder_type, name.path) not in referenced:
+                path.unlink(missing_ok=True)
+
+    def _previewer(self, item: QueueItem) -> Callable[[NodeProgress], None] | None:
+        """Previews only when the prompt or the server default asks (ComfyUI's default: none)."""
+        method = effective_method(item.extra_data.get("preview_method"), self.hub.preview_method)
+        if method == "none":
+            return None
+        client_id = item.client_id
+        return lambda event: self._preview(client_id, event)
 
     def _preview(self, client_id: str | None, event: NodeProgress) -> None:
         if not self.hub.is_listening(client_id) or not self.throttle.allow(event.prompt_id):
@@ -338,11 +425,18 @@ class Worker:
             image = event.preview()
             if image is None:
                 return
-            frame = encode_frame(image)
+            jpeg = encode_jpeg(image)
         except Exception as exc:  # a broken preview must not stop sampling
             log.warning("preview for node %s failed: %s", event.node_id, exc)
             return
-        self._post(self.hub.publish_binary, client_id, frame)
+        metadata = {
+            "node_id": event.node_id,
+            "prompt_id": event.prompt_id,
+            "display_node_id": event.node_id,
+            "parent_node_id": None,
+            "real_node_id": event.node_id,
+        }
+        self._post(self.hub.publish_preview, client_id, jpeg, metadata)
 
     def _post(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Run ``fn`` on the loop, in posting order. Calls posted while the loop has not yet

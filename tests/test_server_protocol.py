@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+import aiohttp
 import pytest
-from server_kit import chain, run, serving
+from server_kit import Client, chain, install_plugin, run, serving, start_serve
 
-from latentgraph.server.previews import decode_frame
+from latentgraph.server.previews import decode_frame, decode_metadata_frame
 from latentgraph.testing import WorkflowBuilder
 
 
@@ -44,10 +46,8 @@ def test_full_run_sends_every_event_in_order(lg_settings):
             executed = msgs[9][1]
             assert executed["node"] == "4" and executed["output"] == {"value": [14]}
             assert all(d["prompt_id"] == pid for _, d in msgs)
-            # A preview frame in ComfyUI's binary framing: type 1, format 1 (JPEG), then the image.
-            assert ws.frames, "no preview frame"
-            event, fmt, image = decode_frame(ws.frames[0])
-            assert (event, fmt) == (1, 1) and image[:3] == b"\xff\xd8\xff"
+            # Previews are opt-in, as in ComfyUI: this client never asked, so no binary frame.
+            assert ws.frames == []
             # The outcome is already in history when the client hears about it.
             status, history = await client.get(f"/history/{pid}")
             entry = history[pid]
@@ -87,6 +87,82 @@ def test_identical_resubmit_is_all_cached_and_edit_reruns_only_descendants(lg_se
     run(go())
 
 
+async def _frames_of_one_run(client, ws, extra_data=None):
+    """Binary frames ``ws`` receives during one fresh (uncached) run of a previewing prompt."""
+    fresh = time.monotonic_ns() % 10**8
+    body = {"prompt": chain(fresh, steps=3, preview=True), "client_id": ws.client_id}
+    if extra_data is not None:
+        body["extra_data"] = extra_data
+    status, reply = await client.post("/prompt", body)
+    assert status == 200, reply
+    ws.frames.clear()
+    await ws.until_done(reply["prompt_id"])
+    return reply["prompt_id"], list(ws.frames)
+
+
+def test_previews_are_opt_in_per_prompt_and_framed_by_feature_flags(lg_settings):
+    async def go():
+        async with serving(lg_settings) as client:
+            plain = await client.ws("plain")
+            # The server's default is none: nothing asked, no frame; "default" and unknown
+            # values mean the server default, as in ComfyUI.
+            for extra in (None, {"preview_method": "default"}, {"preview_method": "bogus"}, {"preview_method": "none"}):
+                _, frames = await _frames_of_one_run(client, plain, extra)
+                assert frames == [], extra
+            # Asked for: legacy frames (type 1, JPEG) to a client that sent no feature flags.
+            for method in ("auto", "latent2rgb", "taesd"):  # taesd falls back to latent→RGB
+                _, frames = await _frames_of_one_run(client, plain, {"preview_method": method})
+                assert frames, method
+                event, fmt, image = decode_frame(frames[0])
+                assert (event, fmt) == (1, 1) and image[:3] == b"\xff\xd8\xff"
+            # A client that negotiates supports_preview_metadata (ComfyUI's frontend does) gets
+            # type-4 frames that name the node, and the server's flags in answer.
+            rich = await client.ws("rich")
+            await rich.ws.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+            flags = await rich.until("feature_flags")
+            assert flags["supports_preview_metadata"] is True and flags["max_upload_size"] > 0
+            pid, frames = await _frames_of_one_run(client, rich, {"preview_method": "auto"})
+            assert frames
+            metadata, image = decode_metadata_frame(frames[0])
+            assert metadata == {
+                "node_id": "3", "prompt_id": pid, "display_node_id": "3", "parent_node_id": None,
+                "real_node_id": "3", "image_type": "image/jpeg",
+            }
+            assert image[:3] == b"\xff\xd8\xff"
+            # Only the first message negotiates; later ones (and junk) are ignored.
+            late = await client.ws("late")
+            await late.ws.send_str("[[[[" * 5000)
+            await late.ws.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+            _, frames = await _frames_of_one_run(client, late, {"preview_method": "auto"})
+            assert frames and decode_frame(frames[0])[:2] == (1, 1)
+            assert "feature_flags" not in kinds(late.messages)
+
+    run(go())
+
+
+def test_serve_preview_method_sets_the_default(tmp_path):
+    """``latentgraph serve --preview-method auto``: previews unless a prompt says none."""
+    data = tmp_path / "data"
+    install_plugin(data)
+    server = start_serve(data, "--preview-method", "auto")
+    try:
+
+        async def go():
+            async with aiohttp.ClientSession() as session:
+                client = Client(server.base, session)
+                ws = await client.ws("cli")
+                _, frames = await _frames_of_one_run(client, ws)
+                assert frames and decode_frame(frames[0])[:2] == (1, 1)
+                _, frames = await _frames_of_one_run(client, ws, {"preview_method": "none"})
+                assert frames == []
+
+        run(go())
+        assert server.terminate() == 0
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+
+
 def test_interrupt_mid_run_then_keep_serving(lg_settings):
     async def go():
         async with serving(lg_settings) as client:
@@ -108,7 +184,10 @@ def test_interrupt_mid_run_then_keep_serving(lg_settings):
             progress = [d["value"] for k, d in msgs if k == "progress"]
             assert len(progress) < 499
             status, history = await client.get(f"/history/{pid}")
-            assert history[pid]["status"]["status_str"] == "interrupted"
+            # As ComfyUI records it: an error, whose last message is the interrupt.
+            entry_status = history[pid]["status"]
+            assert entry_status["status_str"] == "error" and entry_status["completed"] is False
+            assert [m[0] for m in entry_status["messages"]] == ["execution_start", "execution_cached", "execution_interrupted"]
             # Nothing running: an interrupt is a no-op and does not leak into the next prompt.
             status, body = await client.post("/interrupt")
             assert body["interrupted"] is False

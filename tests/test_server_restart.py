@@ -76,7 +76,9 @@ def test_kill_9_with_a_pending_queue_then_restart(tmp_path):
                             break
                     await asyncio.sleep(0.05)
                 busy_entry = await _wait_history(session, base, busy)
-                assert busy_entry["status"]["status_str"] == "interrupted"
+                # An interrupt is an error whose last message says so, as ComfyUI records it.
+                assert busy_entry["status"]["status_str"] == "error"
+                assert busy_entry["status"]["messages"][-1][0] == "execution_interrupted"
                 first = await _wait_history(session, base, pending)
                 second = await _wait_history(session, base, pending2)
                 assert first["status"]["status_str"] == "success" and first["outputs"] == {"4": {"value": [14]}}

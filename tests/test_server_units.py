@@ -18,7 +18,16 @@ from latentgraph.events import (
     NodeStarted,
 )
 from latentgraph.server.hub import PromptLog, encode
-from latentgraph.server.previews import PreviewThrottle, decode_frame, encode_frame
+from latentgraph.server.previews import (
+    PreviewThrottle,
+    decode_frame,
+    decode_metadata_frame,
+    effective_method,
+    encode_frame,
+    encode_jpeg,
+    legacy_frame,
+    metadata_frame,
+)
 from latentgraph.server.worker import ProtocolSink
 
 
@@ -141,7 +150,7 @@ def test_a_client_too_far_behind_is_disconnected_without_holding_up_others():
         hub.attach(fast, "fast")
         for i in range(30):
             hub.publish(f"p{i}", None, "executing", {"node": "1", "prompt_id": f"p{i}"})
-            hub.publish_binary(None, b"\x00\x00\x00\x01\x00\x00\x00\x01frame")
+            hub.publish_preview(None, b"jpeg", {"node_id": "1", "prompt_id": f"p{i}"})
             await asyncio.sleep(0)  # the loop turns between messages, as it does in the server
         await asyncio.sleep(0.05)
         assert not hub.is_listening("slow") and slow.close_codes
@@ -152,3 +161,28 @@ def test_a_client_too_far_behind_is_disconnected_without_holding_up_others():
         assert 1 <= len(frames) <= 30
 
     asyncio.run(go())
+
+
+def test_preview_method_rule_and_metadata_framing():
+    # ComfyUI's rule: a named method wins; "default", a missing or unknown value → the default.
+    assert effective_method("auto", "none") == "auto"
+    assert [effective_method(v, "none") for v in (None, "default", "TAESD", 3)] == ["none"] * 4
+    assert effective_method("none", "latent2rgb") == "none"
+    jpeg = encode_jpeg(Image.new("RGB", (600, 300)))
+    assert Image.open(io.BytesIO(jpeg)).size == (512, 256)
+    frame = metadata_frame(jpeg, {"node_id": "3", "prompt_id": "p"})
+    assert frame[:4] == b"\x00\x00\x00\x04"
+    assert decode_metadata_frame(frame) == ({"node_id": "3", "prompt_id": "p", "image_type": "image/jpeg"}, jpeg)
+    assert decode_frame(legacy_frame(jpeg)) == (1, 1, jpeg)
+
+
+def test_outputs_are_recorded_before_clients_hear_of_them():
+    order = []
+    sink = ProtocolSink(
+        "p1",
+        lambda kind, data, final: order.append(("emit", kind)),
+        announce=lambda node, output: order.append(("record", node, output)),
+    )
+    sink(ExecutionStarted("p1", ("1",)))
+    sink(NodeFinished("p1", "1", "Show", {"value": [1]}, 0.1))
+    assert order[-2:] == [("record", "1", {"value": [1]}), ("emit", "executed")]
