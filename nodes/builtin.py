@@ -37,9 +37,10 @@ def register_nodes():
 
 @hookimpl
 def register_types():
+    from latentgraph.nodes import latent
     from latentgraph.nodes.sampling.custom_nodes import TYPES
 
-    return TYPES
+    return [*TYPES, *latent.TYPES]
 
 
 @hookimpl

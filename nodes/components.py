@@ -28,6 +28,9 @@ class DiffusionModel:
 
     #: Replaces the noise levels read from ``scheduler_config`` (ModelSampling* nodes).
     sampling_override: Any = None
+    #: Sampling hooks set by model patches (ComfyUI's ``model_options``): e.g.
+    #: ``pre_cfg_functions``, ``denoise_mask_function``. Patches return a copy with them added.
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def prediction_type(self) -> str:

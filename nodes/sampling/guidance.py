@@ -34,6 +34,15 @@ from latentgraph.nodes.sampling.model_sampling import ModelSampling
 AREA_FEATHER = 8
 #: ComfyUI's areas are in 1/8 pixels; a model with another latent downscale reads them as pixels.
 AREA_UNIT = 8
+#: MODEL option (``DiffusionModel.options``): functions ``fn(preds, x, σ) → preds`` applied in order to
+#: the sides' x0 estimates before the rule combines them (ComfyUI's ``sampler_pre_cfg_function``;
+#: LatentApplyOperationCFG).
+PRE_CFG_KEY = "pre_cfg_functions"
+
+
+def with_pre_cfg(model: DiffusionModel, fn: Any) -> DiffusionModel:
+    """A copy of ``model`` whose guiders pass the sides' predictions through ``fn`` too."""
+    return replace(model, options={**model.options, PRE_CFG_KEY: (*model.options.get(PRE_CFG_KEY, ()), fn)})
 
 
 # -- one conditioning entry, prepared for a run ----------------------------------------------------------
@@ -448,6 +457,8 @@ class BoundGuider:
         self.calls += 1
         x = x.float() if x.dtype != torch.float32 else x
         preds = calc_cond_batch(self.model, self.sides, x, sigma.float())
+        for fn in self.model.options.get(PRE_CFG_KEY, ()):
+            preds = list(fn(preds, x, sigma))
         return self.rule.combine(preds, x, sigma)
 
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:

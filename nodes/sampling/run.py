@@ -34,6 +34,14 @@ from latentgraph.nodes.sampling.samplers import SamplerDef
 
 NOISE_MASK_KEY = "noise_mask"
 BATCH_INDEX_KEY = "batch_index"
+#: MODEL option (``DiffusionModel.options``): ``fn(σ, mask, sigmas, model_sampling) → mask``, the noise
+#: mask to use at each step (ComfyUI's ``denoise_mask_function``; DifferentialDiffusion).
+DENOISE_MASK_KEY = "denoise_mask_function"
+
+
+def with_denoise_mask_function(model: DiffusionModel, fn: Callable[..., Tensor]) -> DiffusionModel:
+    """A copy of ``model`` whose inpainting runs take each step's noise mask from ``fn``."""
+    return dataclasses.replace(model, options={**model.options, DENOISE_MASK_KEY: fn})
 
 
 # -- latents in and out of the model's space --------------------------------------------------------------
@@ -121,18 +129,24 @@ class MaskedDenoiser:
     mask: Tensor
     noise: Tensor
     latent: Tensor
+    #: The run's σ schedule and the MODEL's ``DENOISE_MASK_KEY`` function, if any.
+    sigmas: Tensor | None = None
+    mask_function: Callable[..., Tensor] | None = None
 
     @property
     def model_sampling(self) -> Any:
         return self.inner.model_sampling
 
     def predict(self, x: Tensor, sigma: Tensor) -> Prediction:
-        keep = 1.0 - self.mask
         ms = self.inner.model_sampling
-        x = x * self.mask + ms.noise_scaling(sigma.reshape(-1, *([1] * (x.ndim - 1))), self.noise, self.latent) * keep
+        mask = self.mask
+        if self.mask_function is not None:
+            mask = self.mask_function(sigma, mask, self.sigmas, ms)
+        keep = 1.0 - mask
+        x = x * mask + ms.noise_scaling(sigma.reshape(-1, *([1] * (x.ndim - 1))), self.noise, self.latent) * keep
         pred = self.inner.predict(x, sigma)
         # CFG++ samplers see the model's own unconditional estimate, as ComfyUI's post-CFG hook does.
-        return Prediction(pred.denoised * self.mask + self.latent * keep, pred.uncond)
+        return Prediction(pred.denoised * mask + self.latent * keep, pred.uncond)
 
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
         return self.predict(x, sigma).denoised
@@ -175,7 +189,8 @@ def sample(
     denoiser: Denoiser = guider.bind(latent.shape, downscale)
     if noise_mask is not None:
         mask = prepare_mask(noise_mask, latent.shape, device)
-        denoiser = MaskedDenoiser(denoiser, mask, inpaint_noise(sampler, noise, seed), latent)
+        denoiser = MaskedDenoiser(denoiser, mask, inpaint_noise(sampler, noise, seed), latent, sigmas=sigmas,
+                                  mask_function=model.options.get(DENOISE_MASK_KEY))
     x = ms.noise_scaling(sigmas[0], noise, latent, ms.is_max_sigma(float(sigmas[0])))
 
     total = len(sigmas) - 1
