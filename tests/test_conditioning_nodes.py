@@ -10,7 +10,8 @@ from tiny_sd import make_ctx, random_conditioning, single_thread, tiny_sd  # noq
 
 from latentgraph.errors import NodeInputError
 from latentgraph.nodes import conditioning_nodes as cn
-from latentgraph.nodes.latent_mask import ImageToMask, SetLatentNoiseMask, SolidMask
+from latentgraph.nodes.latent_mask import SetLatentNoiseMask
+from latentgraph.nodes.mask.convert import ImageToMask, SolidMask
 from latentgraph.nodes.sampling.guidance import CFG, CondItem, Guider
 from latentgraph.nodes.sampling.ksampler_nodes import KSampler
 from latentgraph.nodes.tiny_models import make_tiny_checkpoint

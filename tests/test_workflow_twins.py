@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from optional_packages import missing_package
+
 from latentgraph.cli import main
 from latentgraph.editor_format import convert_editor_workflow
 from latentgraph.engine import Engine
@@ -63,6 +65,8 @@ def test_example_workflow_has_an_editor_twin_giving_the_same_image(api_path, tmp
         f"`latentgraph convert workflows/{api_path.name} --to editor -o workflows/editor/{api_path.name}`"
     )
     api = json.loads(api_path.read_text())
+    if reason := missing_package(api):
+        pytest.skip(reason)
     editor = json.loads(twin.read_text())
     engine = fresh_engine(tmp_path / "a")
     conversion = convert_editor_workflow(editor, engine.registry)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from optional_packages import missing_package
+
 from latentgraph import Settings
 from latentgraph.engine import Engine
 
@@ -27,6 +29,8 @@ def test_the_examples_exist():
 @pytest.mark.parametrize("name", NAMES)
 def test_example_runs_as_is(engine, name):
     wf = json.loads((WORKFLOWS / f"{name}.json").read_text())
+    if reason := missing_package(wf):
+        pytest.skip(reason)
     result = engine.run(wf)
     assert result.ok, result.failure and result.failure.message
     (images,) = [ui["images"] for ui in result.outputs.values()]

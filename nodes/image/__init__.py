@@ -19,3 +19,8 @@ NODES: list = [
     *alpha.NODES,
     *misc.NODES,
 ]
+
+# upscale models (spandrel): Engineer M's module
+from latentgraph.nodes.image import upscale_model  # noqa: E402
+
+NODES.extend(upscale_model.NODES)

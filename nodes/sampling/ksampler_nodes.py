@@ -113,7 +113,7 @@ def ksampler(ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, ne
 SAMPLER_CHOICES = (
     In("cfg", "FLOAT", default=8.0, min=0.0, max=100.0, step=0.1, tooltip="classifier-free guidance scale; 1 skips the negative"),
     In("sampler_name", "COMBO", choices=sampler_names, default="euler"),
-    In("scheduler", "COMBO", choices=schedule_names, default="normal"),
+    In("scheduler", "COMBO", choices=schedule_names, default="simple"),  # ComfyUI: its first choice
 )
 
 

@@ -1,3 +1,5 @@
 """Utility nodes: primitives, strings, switches, previews of any value."""
 
-NODES: list = []  # the package's node classes, gathered from its modules
+from latentgraph.nodes.utility import primitives, strings, websocket
+
+NODES: list = [*primitives.NODES, *strings.NODES, *websocket.NODES]

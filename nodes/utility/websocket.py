@@ -1,0 +1,48 @@
+"""SaveImageWebsocket: the images go to the client over the websocket, not to disk.
+
+As ComfyUI (its example node ``custom_nodes/websocket_image_save.py``): each image is sent full
+size as a PNG in the binary framing of previews — ``uint32 BE 1`` (preview image) + ``uint32 BE 2``
+(PNG) + the PNG bytes, or, to a client that announced ``supports_preview_metadata``, ``uint32 BE 4``
++ metadata length + JSON (``image_type: "image/png"``) + the PNG. Nothing is written and no
+metadata is embedded.
+
+The engine side is :meth:`ExecutionContext.send_image` when the core has it (an event the server
+turns into that frame whatever the preview setting). Until then the image rides on a progress
+event's preview, which the server sends (as a JPEG, at most 512 px) only while previews are on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from latentgraph.node import In, Node, NodeResult, NodeSpec
+from latentgraph.nodes.images import _as_batch, tensor_to_pil
+
+
+class SaveImageWebsocket(Node):
+    spec = NodeSpec(
+        name="SaveImageWebsocket",
+        category="api/image",
+        description="Sends the images to the client over the websocket (binary PNG frames); saves nothing.",
+        inputs=(In("images", "IMAGE"),),
+        outputs=(),
+        output_node=True,
+        deterministic=False,  # as ComfyUI: always runs, so a listening client always gets the images
+    )
+
+    def execute(self, ctx, images: Any) -> NodeResult:
+        batch = _as_batch(images)
+        total = int(batch.shape[0])
+        send = getattr(ctx, "send_image", None)
+        for index in range(total):
+            ctx.check_interrupted()
+            picture = tensor_to_pil(batch[index])
+            if send is not None:
+                send(picture, "PNG")
+                ctx.progress(index + 1, total)
+            else:
+                ctx.progress(index + 1, total, preview=lambda picture=picture: picture)
+        return NodeResult(outputs=(), ui=None)
+
+
+NODES = [SaveImageWebsocket]
