@@ -166,12 +166,16 @@ def _images(seed: int, start: int, count: int) -> tuple[torch.Tensor, list[str]]
 
 
 class Trainer:
-    def __init__(self, out: Path, minutes: float, seed: int = 0, vae_minutes: float = VAE_MINUTES) -> None:
+    def __init__(self, out: Path, minutes: float, seed: int = 0, vae_minutes: float = VAE_MINUTES,
+                 bank_size: int = BANK_SIZE, export_reserve: float = 30.0, log_every: int = 10) -> None:
         import transformers
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
         self.out, self.seed = out, seed
         self.budget = minutes * 60
+        #: Pictures encoded for the UNet's training set, and seconds kept back for the export
+        #: (small values make the short smoke run of tests/test_demo_train.py).
+        self.bank_size, self.export_reserve, self.log_every = bank_size, export_reserve, log_every
         self.vae_budget = min(vae_minutes * 60, self.budget / 2)
         self.cfg = demo_config()
         torch.manual_seed(seed)
@@ -214,7 +218,7 @@ class Trainer:
         self.state["elapsed"] = time.perf_counter() - start
         bar.update(1)
         bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
-        if step % 10 == 0:
+        if step % self.log_every == 0:
             self._log(phase=phase, step=step, seconds=round(self.state["elapsed"], 1), **losses)
         if step % save_every == 0:
             self.save()
@@ -286,8 +290,8 @@ class Trainer:
         began = time.perf_counter()
         self.vae.eval()
         latents, captions = [], []
-        for start in tqdm(range(0, BANK_SIZE, 250), desc="encode", unit="batch"):
-            x, caps = _images(self.seed + 2, start, 250)
+        for start in tqdm(range(0, self.bank_size, 250), desc="encode", unit="batch"):
+            x, caps = _images(self.seed + 2, start, min(250, self.bank_size - start))
             with _autocast():
                 latents.append(self.vae.encode(x).latent_dist.mean.float())
             captions += caps
@@ -311,8 +315,8 @@ class Trainer:
             self.ema_text.load_state_dict(self._resumed["ema_text"])
             if self._resumed.get("optimizer"):
                 opt.load_state_dict(self._resumed["optimizer"])
-        # What is left after the VAE and the bank(s), less half a minute for the export.
-        deadline = self.budget - self.state.get("vae_seconds", self.vae_budget) - self.state["bank_seconds"] - 30
+        # What is left after the VAE and the bank(s), less the export's reserve (half a minute).
+        deadline = self.budget - self.state.get("vae_seconds", self.vae_budget) - self.state["bank_seconds"] - self.export_reserve
         gen = torch.Generator().manual_seed(self.seed + 3 + self.state["step"])
         bar = tqdm(desc="unet", unit="step")
         start = time.perf_counter() - self.state["elapsed"]
@@ -370,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=60.0, help="total time budget")
     parser.add_argument("--vae-minutes", type=float, default=VAE_MINUTES, help="part of it for the VAE")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bank-size", type=int, default=BANK_SIZE, help="pictures encoded for the UNet's training set")
+    parser.add_argument("--log-every", type=int, default=10, help="steps between two loss-log rows")
+    parser.add_argument("--export-reserve", type=float, default=30.0, help="seconds of the budget kept for the export")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resume", action="store_true", help="continue from <out>/train_state.pt")
     parser.add_argument("--stop-after-vae", action="store_true", help="stop once the VAE is trained (resume later)")
@@ -379,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_flush_denormal(True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(out, args.minutes, args.seed, args.vae_minutes)
+    trainer = Trainer(out, args.minutes, args.seed, args.vae_minutes, args.bank_size, args.export_reserve, args.log_every)
     if args.resume:
         trainer.resume()
     began = time.perf_counter()

@@ -12,3 +12,20 @@ os.environ.setdefault("LATENTGRAPH_DEVICE", "cpu")
 # The test models are tiny: one intra-op thread is faster than two (thread hand-off dominates),
 # and it keeps parallel test processes (CLI and server subprocesses) from fighting over cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Tests never write into the checkout: Hypothesis keeps its example database (normally
+# ./.hypothesis) in a temporary folder that lives as long as the test session.
+try:
+    import atexit
+    import shutil
+    import tempfile
+
+    from hypothesis import settings as _hypothesis_settings
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
+    _HYPOTHESIS_DIR = tempfile.mkdtemp(prefix="latentgraph-hypothesis-")
+    atexit.register(shutil.rmtree, _HYPOTHESIS_DIR, ignore_errors=True)
+    _hypothesis_settings.register_profile("latentgraph", database=DirectoryBasedExampleDatabase(_HYPOTHESIS_DIR))
+    _hypothesis_settings.load_profile("latentgraph")
+except ImportError:  # hypothesis is a test extra; the suites that use it skip without it
+    pass

@@ -74,6 +74,11 @@ def cases(n: int = 48) -> list[tuple[str, str, str, int]]:
     return [(*rng.choice(combos), rng.randrange(10**6)) for _ in range(n)]
 
 
+#: Floors of the read-back (fixed before the reader changed, not moved after: see docs/models.md,
+#: "Reading the pictures back"). The README quotes them and the figure this test prints.
+COLOUR_FLOOR, SHAPE_FLOOR = 43, 36  # of 48: 90 % and 75 %
+
+
 def test_draws_the_colours_and_shapes_asked_for(draw):
     colours = shapes = 0
     misses = []
@@ -85,28 +90,66 @@ def test_draws_the_colours_and_shapes_asked_for(draw):
         if not (colour_ok and shape_ok):
             misses.append(f"{colour} {shape} on {background} (seed {seed}) → {r}")
     n = len(cases())
-    print(f"colour accuracy {colours / n:.0%}, shape accuracy {shapes / n:.0%}")
-    assert colours / n >= 0.90, "\n".join(misses)
-    assert shapes / n >= 0.75, "\n".join(misses)
+    print(f"both colours right {colours}/{n}, shape right {shapes}/{n} (floors {COLOUR_FLOOR}, {SHAPE_FLOOR})")
+    assert colours >= COLOUR_FLOOR, "\n".join(misses)
+    assert shapes >= SHAPE_FLOOR, "\n".join(misses)
 
 
 def test_cfg_changes_the_picture(draw):
+    """cfg 1 follows the prompt alone; cfg 7 pushes away from the empty prompt: a visible change
+    (mean absolute pixel change over 2 levels of 255, not just a different file)."""
     prompt = "a green circle on a white background"
-    assert not np.array_equal(draw(prompt, 3, cfg=1.0), draw(prompt, 3, cfg=7.0))
+    a, b = draw(prompt, 3, cfg=1.0), draw(prompt, 3, cfg=7.0)
+    assert np.abs(a.astype(float) - b.astype(float)).mean() > 2.0
+    assert read_picture(b).background == "white"
+
+
+SWAP = ("a yellow square on a black background", "a blue square on a white background")
+
+
+def test_draws_the_exact_colours_of_the_swap_prompts_without_a_negative(draw):
+    """Without a negative prompt the model draws these two prompts' exact colours."""
+    for seed in (11, 12, 13):
+        first, second = read_picture(draw(SWAP[0], seed)), read_picture(draw(SWAP[1], seed))
+        assert (first.colour, first.background) == ("yellow", "black"), (seed, first)
+        assert (second.colour, second.background) == ("blue", "white"), (seed, second)
 
 
 def test_swapping_positive_and_negative_changes_the_colour(draw):
     """The picture follows the positive prompt and moves away from the negative one.
 
-    (A negative prompt pushes hues away from its colour: yellow against a blue negative may come
-    out orange or red, blue against a yellow one purple. So the check is warm versus cool.)
+    With a negative, hues are pushed away from the negative's colour: yellow against a blue
+    negative may come out orange or red, blue against a yellow one purple — so this check only
+    asks for a warm versus a cool shape (docs/models.md says so); the exact colours are checked
+    without a negative above.
     """
-    a, b = "a yellow square on a black background", "a blue square on a white background"
+    a, b = SWAP
     for seed in (11, 12, 13):
         first = read_picture(draw(a, seed, negative=b))
         swapped = read_picture(draw(b, seed, negative=a))
         assert first.background == "black" and swapped.background == "white"
         assert first.colour in ("yellow", "orange", "red") and swapped.colour in ("blue", "purple")
+
+
+@pytest.mark.xfail(strict=True, reason="measured: seed 11, yellow square with the blue prompt as negative is "
+                   "closer (RMS 212.4) to the blue prompt's picture than without the negative (216.8)")
+def test_a_negative_moves_the_picture_away_from_what_it_draws(draw):
+    """The direction of change, as fixed before the first run: with the negative, the picture is
+    further (RMS over pixels) from what the negative prompt draws alone than without it. It does
+    not hold (the reason above); the bar is kept, not moved — see docs/models.md."""
+    a, b = SWAP
+    for seed in (11, 12, 13):
+        for positive, negative in ((a, b), (b, a)):
+            other = draw(negative, seed).astype(float)
+            plain = np.sqrt(((draw(positive, seed).astype(float) - other) ** 2).mean())
+            pushed = np.sqrt(((draw(positive, seed, negative=negative).astype(float) - other) ** 2).mean())
+            assert pushed > plain, (seed, positive, negative, plain, pushed)
+
+
+def test_the_default_workflow_draws_its_caption(draw):
+    """The README's default picture is what its caption says, read by the same reader."""
+    r = read_picture(draw(WORKFLOW["6"]["inputs"]["text"], WORKFLOW["3"]["inputs"]["seed"]))
+    assert (r.colour, r.shape, r.background) == ("red", "circle", "blue"), r
 
 
 def test_cli_draws_a_yellow_star_on_black(tmp_path):

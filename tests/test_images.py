@@ -226,12 +226,19 @@ def test_load_16bit_grayscale_keeps_range(settings, registry):
 
 
 def test_load_honours_exif_orientation(settings, registry):
-    img = Image.new("RGB", (6, 2), (0, 0, 0))
+    """Orientation 6 (a phone held upright): the stored picture turns 90° clockwise to display.
+    A red block at the stored top-left corner must end up at the displayed top-right (a turn the
+    other way would put it bottom-left; a mirror, top-left)."""
+    img = Image.new("RGB", (12, 4), (0, 0, 0))
+    img.paste((255, 0, 0), (0, 0, 4, 2))
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise to display
-    img.save(settings.input_dir / "phone.jpg", exif=exif)
+    img.save(settings.input_dir / "phone.jpg", exif=exif, quality=100)
     image, mask = LoadImage().execute(make_ctx(settings, registry), image="phone.jpg")
-    assert image.shape == (1, 6, 2, 3) and mask.shape == (1, 6, 2)
+    assert image.shape == (1, 12, 4, 3) and mask.shape == (1, 12, 4)
+    red = image[0, :, :, 0] > 0.5
+    assert red[1, 3] and red[2, 2]  # displayed top-right
+    assert not red[1, 0] and not red[10, 0] and not red[10, 3]
 
 
 def test_load_animation_gives_batch_of_frames(settings, registry):

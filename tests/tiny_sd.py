@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,7 @@ def make_ctx(sink=None, interrupt: InterruptFlag | None = None, node_id: str = "
         prompt_id="test",
         node_id=node_id,
         class_type=class_type,
-        settings=Settings.from_env(Path.cwd(), environ={}, device="cpu"),
+        settings=Settings.from_env(Path(tempfile.mkdtemp(prefix="lg-ctx-")), environ={}, device="cpu"),
         registry=_registry(),
         sink=events.append if isinstance(events, list) else events,
         interrupt=interrupt or InterruptFlag(),
