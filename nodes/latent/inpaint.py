@@ -204,14 +204,15 @@ class DifferentialDiffusion(Node):
     )
 
     def execute(self, ctx, model, strength=1.0):
-        from latentgraph.nodes.sampling.run import check_model, with_denoise_mask_function
+        from latentgraph.nodes.sampling.hooks import DENOISE_MASK, with_hook
+        from latentgraph.nodes.sampling.run import check_model
 
         s = float(strength)
 
         def mask_function(sigma, mask, sigmas, model_sampling):
             return differential_mask(sigma, mask, sigmas, model_sampling, s)
 
-        return (with_denoise_mask_function(check_model(model), mask_function),)
+        return (with_hook(check_model(model), DENOISE_MASK, mask_function),)
 
 
 NODES = [VAEEncodeForInpaint, InpaintModelConditioning, ImagePadForOutpaint, DifferentialDiffusion]

@@ -106,10 +106,10 @@ class LatentApplyOperationCFG(Node):
     )
 
     def execute(self, ctx, model, operation):
-        from latentgraph.nodes.sampling.guidance import with_pre_cfg
+        from latentgraph.nodes.sampling.hooks import PRE_CFG, with_hook
         from latentgraph.nodes.sampling.run import check_model
 
-        return (with_pre_cfg(check_model(model), guidance_operation(_check_operation(operation))),)
+        return (with_hook(check_model(model), PRE_CFG, guidance_operation(_check_operation(operation))),)
 
 
 class LatentOperationTonemapReinhard(Node):

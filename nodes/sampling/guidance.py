@@ -27,6 +27,7 @@ from torch import Tensor
 
 from latentgraph.errors import NodeInputError
 from latentgraph.nodes.components import DiffusionModel
+from latentgraph.nodes.sampling import hooks
 from latentgraph.nodes.sampling.kit import Prediction
 from latentgraph.nodes.sampling.model_sampling import ModelSampling
 
@@ -34,15 +35,6 @@ from latentgraph.nodes.sampling.model_sampling import ModelSampling
 AREA_FEATHER = 8
 #: ComfyUI's areas are in 1/8 pixels; a model with another latent downscale reads them as pixels.
 AREA_UNIT = 8
-#: MODEL option (``DiffusionModel.options``): functions ``fn(preds, x, σ) → preds`` applied in order to
-#: the sides' x0 estimates before the rule combines them (ComfyUI's ``sampler_pre_cfg_function``;
-#: LatentApplyOperationCFG).
-PRE_CFG_KEY = "pre_cfg_functions"
-
-
-def with_pre_cfg(model: DiffusionModel, fn: Any) -> DiffusionModel:
-    """A copy of ``model`` whose guiders pass the sides' predictions through ``fn`` too."""
-    return replace(model, options={**model.options, PRE_CFG_KEY: (*model.options.get(PRE_CFG_KEY, ()), fn)})
 
 
 # -- one conditioning entry, prepared for a run ----------------------------------------------------------
@@ -304,7 +296,8 @@ def _rows(t: Tensor, batch: int) -> Tensor:
     return t.repeat(-(-batch // t.shape[0]), *([1] * (t.ndim - 1)))[:batch]
 
 
-def apply_model(model: DiffusionModel, crops: Sequence[Tensor], sigma: Tensor, items: Sequence[CondItem]) -> Tensor:
+def apply_model(model: DiffusionModel, crops: Sequence[Tensor], sigma: Tensor, items: Sequence[CondItem],
+                cond_or_uncond: Sequence[int] = ()) -> Tensor:
     """One UNet call for several (crop, conditioning) pairs of the same shape (σ form); returns
     their x0 estimates concatenated along the batch, in float32."""
     ms = model.model_sampling
@@ -321,15 +314,23 @@ def apply_model(model: DiffusionModel, crops: Sequence[Tensor], sigma: Tensor, i
         timestep_cond = torch.cat([_rows(it.timestep_cond, batch) for it in items])  # type: ignore[arg-type]
     x_in = ms.calculate_input(sigma_all, x_all)
     t = ms.timestep(sigma_all).float()
-    out = model.unet(
-        x_in.to(model.device, model.dtype),
-        t.to(model.device),
-        encoder_hidden_states=hidden,
-        added_cond_kwargs=added,
-        timestep_cond=timestep_cond,
-        return_dict=False,
-    )[0].float()
+    kwargs = {"encoder_hidden_states": hidden, "added_cond_kwargs": added, "timestep_cond": timestep_cond}
+
+    def call(x: Tensor, timestep: Tensor, **kw: Any) -> Tensor:
+        return model.unet(x, timestep, return_dict=False, **kw)[0]
+
+    for wrap in reversed(hooks.hooks(model, hooks.UNET_WRAPPER)):
+        call = _wrapped(wrap, call, sigma_all, cond_or_uncond)
+    out = call(x_in.to(model.device, model.dtype), t.to(model.device), **kwargs).float()
     return ms.calculate_denoised(sigma_all, out.to(x_all.device), x_all)
+
+
+def _wrapped(wrap: Any, inner: Any, sigma: Tensor, cond_or_uncond: Sequence[int]) -> Any:
+    def call(x: Tensor, timestep: Tensor, **kw: Any) -> Tensor:
+        args = {"input": x, "timestep": timestep, "kwargs": kw, "sigma": sigma, "cond_or_uncond": list(cond_or_uncond)}
+        return wrap(inner, args)
+
+    return call
 
 
 def calc_cond_batch(model: DiffusionModel, sides: Sequence[Sequence[CondItem] | None], x: Tensor, sigma: Tensor) -> list[Tensor]:
@@ -349,7 +350,8 @@ def calc_cond_batch(model: DiffusionModel, sides: Sequence[Sequence[CondItem] | 
             key = (tuple(crop.shape), item.added is None, item.timestep_cond is None)
             groups.setdefault(key, []).append((side, item, crop, mult))
     for members in groups.values():
-        preds = apply_model(model, [m[2] for m in members], sigma, [m[1] for m in members]).chunk(len(members))
+        preds = apply_model(model, [m[2] for m in members], sigma, [m[1] for m in members],
+                            [m[0] for m in members]).chunk(len(members))
         for (side, item, _crop, mult), pred in zip(members, preds):
             area = item.clipped_area(x)
             target, count = out[side], counts[side]
@@ -457,9 +459,32 @@ class BoundGuider:
         self.calls += 1
         x = x.float() if x.dtype != torch.float32 else x
         preds = calc_cond_batch(self.model, self.sides, x, sigma.float())
-        for fn in self.model.options.get(PRE_CFG_KEY, ()):
+        for fn in hooks.hooks(self.model, hooks.PRE_CFG):
             preds = list(fn(preds, x, sigma))
-        return self.rule.combine(preds, x, sigma)
+        cfg_function = hooks.hook(self.model, hooks.CFG_FUNCTION)
+        if isinstance(self.rule, CFG) and cfg_function is not None and self.rule.needed()[1]:
+            args = self._cfg_args(preds, x, sigma)
+            result = Prediction(x - cfg_function(args), preds[1])
+        else:
+            result = self.rule.combine(preds, x, sigma)
+        post = hooks.hooks(self.model, hooks.POST_CFG)
+        if post:
+            args = self._cfg_args(preds, x, sigma)
+            denoised = result.denoised
+            for fn in post:
+                denoised = fn({**args, "denoised": denoised})
+            result = Prediction(denoised, result.uncond)
+        return result
+
+    def _cfg_args(self, preds: Sequence[Tensor], x: Tensor, sigma: Tensor) -> dict[str, Any]:
+        """ComfyUI's argument dict for CFG hooks (the first two guider inputs as cond / uncond)."""
+        cond = preds[0]
+        uncond = preds[1] if len(preds) > 1 else preds[0]
+        return {
+            "cond": x - cond, "uncond": x - uncond, "cond_denoised": cond, "uncond_denoised": uncond,
+            "cond_scale": getattr(self.rule, "cfg", 1.0), "input": x, "sigma": sigma, "timestep": sigma,
+            "model": self.model,
+        }
 
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
         return self.predict(x, sigma).denoised

@@ -28,22 +28,13 @@ from torch import Tensor
 
 from latentgraph.errors import NodeInputError
 from latentgraph.nodes.components import DiffusionModel
+from latentgraph.nodes.sampling import hooks
 from latentgraph.nodes.sampling.guidance import Guider
 from latentgraph.nodes.sampling.kit import Denoiser, Prediction, Step
 from latentgraph.nodes.sampling.samplers import SamplerDef
 
 NOISE_MASK_KEY = "noise_mask"
 BATCH_INDEX_KEY = "batch_index"
-#: MODEL option (``DiffusionModel.options``): ``fn(σ, mask, sigmas, model_sampling) → mask``, the noise
-#: mask to use at each step (ComfyUI's ``denoise_mask_function``; DifferentialDiffusion).
-DENOISE_MASK_KEY = "denoise_mask_function"
-
-
-def with_denoise_mask_function(model: DiffusionModel, fn: Callable[..., Tensor]) -> DiffusionModel:
-    """A copy of ``model`` whose inpainting runs take each step's noise mask from ``fn``."""
-    return dataclasses.replace(model, options={**model.options, DENOISE_MASK_KEY: fn})
-
-
 # -- latents in and out of the model's space --------------------------------------------------------------
 def latent_scale(model: DiffusionModel) -> tuple[float, float]:
     """``(scaling_factor, shift_factor)`` of the model's latent space."""
@@ -129,7 +120,7 @@ class MaskedDenoiser:
     mask: Tensor
     noise: Tensor
     latent: Tensor
-    #: The run's σ schedule and the MODEL's ``DENOISE_MASK_KEY`` function, if any.
+    #: The run's σ schedule and the MODEL's ``denoise_mask`` hook, if any.
     sigmas: Tensor | None = None
     mask_function: Callable[..., Tensor] | None = None
 
@@ -190,7 +181,7 @@ def sample(
     if noise_mask is not None:
         mask = prepare_mask(noise_mask, latent.shape, device)
         denoiser = MaskedDenoiser(denoiser, mask, inpaint_noise(sampler, noise, seed), latent, sigmas=sigmas,
-                                  mask_function=model.options.get(DENOISE_MASK_KEY))
+                                  mask_function=hooks.hook(model, hooks.DENOISE_MASK))
     x = ms.noise_scaling(sigmas[0], noise, latent, ms.is_max_sigma(float(sigmas[0])))
 
     total = len(sigmas) - 1
