@@ -33,16 +33,17 @@ HERE = Path(__file__).parent
 REFERENCE = json.loads((HERE / "data" / "comfyui" / "object_info.json").read_text())
 
 
-def _issue_14_nodes() -> list[str]:
+def _recorder():
     spec = importlib.util.spec_from_file_location("_record_object_info", HERE / "reference" / "record_object_info.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return list(module.ISSUE_14)
+    return module
 
 
-ISSUE_14 = _issue_14_nodes()
+ISSUE_14 = list(_recorder().ISSUE_14)
+ISSUE_15 = [n for n in _recorder().ISSUE_15 if n not in ISSUE_14]
 #: latentgraph's other nodes that ComfyUI also has (recorded in the reference too).
-EXISTING = sorted(set(REFERENCE["nodes"]) - set(ISSUE_14))
+EXISTING = sorted(set(REFERENCE["nodes"]) - set(ISSUE_14) - set(ISSUE_15))
 
 #: ComfyUI's V3 "match type" placeholder: an input/output whose type follows what is connected.
 #: latentgraph spells "accepts/produces anything" ``*`` (core.node.ANY_TYPE); the editor treats
@@ -166,6 +167,11 @@ def test_issue_14_node_matches_comfyui(name: str, ours: dict[str, Any]) -> None:
     _compare(name, ours)
 
 
+@pytest.mark.parametrize("name", ISSUE_15)
+def test_issue_15_node_matches_comfyui(name: str, ours: dict[str, Any]) -> None:
+    _compare(name, ours)
+
+
 @pytest.mark.parametrize("name", EXISTING)
 def test_existing_node_matches_comfyui(name: str, ours: dict[str, Any]) -> None:
     _compare(name, ours)
@@ -173,8 +179,8 @@ def test_existing_node_matches_comfyui(name: str, ours: dict[str, Any]) -> None:
 
 def test_reference_is_complete() -> None:
     assert REFERENCE["comfyui_version"] == "0.8.0"
-    missing = [n for n in ISSUE_14 if n not in REFERENCE["nodes"]]
-    assert not missing, f"issue-14 nodes missing from the reference: {missing}"
+    missing = [n for n in ISSUE_14 + ISSUE_15 if n not in REFERENCE["nodes"]]
+    assert not missing, f"catalogue nodes missing from the reference: {missing}"
 
 
 def test_contract_normalisation() -> None:

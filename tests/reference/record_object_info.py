@@ -68,6 +68,37 @@ ISSUE_14 = [
 ]
 
 
+#: Issue 15's node classes (the model-side catalogue).
+ISSUE_15 = [
+    # ControlNet / T2I-Adapter
+    "ControlNetLoader", "DiffControlNetLoader", "ControlNetApply", "ControlNetApplyAdvanced",
+    "SetUnionControlNetType", "Canny",
+    # loaders
+    "CheckpointLoader", "CLIPLoader", "DualCLIPLoader", "UNETLoader", "DiffusersLoader",
+    "unCLIPCheckpointLoader", "HypernetworkLoader",
+    # CLIP vision and friends
+    "CLIPVisionLoader", "CLIPVisionEncode", "unCLIPConditioning", "StyleModelLoader", "StyleModelApply",
+    "GLIGENLoader", "GLIGENTextBoxApply", "InstructPixToPixConditioning", "CLIPTextEncodeSDXL",
+    "CLIPTextEncodeSDXLRefiner",
+    # model patches and guidance
+    "FreeU", "FreeU_V2", "HyperTile", "TomePatchModel", "PatchModelAddDownscale",
+    "PerturbedAttentionGuidance", "SelfAttentionGuidance", "RescaleCFG", "ModelSamplingDiscrete",
+    "ModelSamplingContinuousEDM", "ModelSamplingContinuousV", "Epsilon Scaling", "CLIPAttentionMultiply",
+    "UNetCrossAttentionMultiply", "UNetSelfAttentionMultiply", "CFGNorm", "CFGZeroStar", "APG", "TCFG",
+    "FreSca", "Mahiro", "ModelComputeDtype",
+    # merging and saving
+    "ModelMergeSimple", "ModelMergeBlocks", "ModelMergeSubtract", "ModelMergeAdd", "ModelMergeSD1",
+    "ModelMergeSD2", "ModelMergeSDXL", "CLIPMergeSimple", "CLIPMergeSubtract", "CLIPMergeAdd",
+    "CheckpointSave", "CLIPSave", "VAESave", "ModelSave", "LoraSave",
+    # hooks
+    "CreateHookLora", "CreateHookLoraModelOnly", "CreateHookModelAsLora", "CreateHookModelAsLoraModelOnly",
+    "SetClipHooks", "CombineHooks2", "CombineHooks4", "CombineHooks8", "CreateHookKeyframe",
+    "CreateHookKeyframesInterpolated", "CreateHookKeyframesFromFloats", "SetHookKeyframes",
+    "ConditioningSetProperties", "ConditioningSetPropertiesAndCombine", "PairConditioningSetProperties",
+    "PairConditioningSetPropertiesAndCombine", "PairConditioningSetDefaultCombine", "PairConditioningCombine",
+]
+
+
 def latentgraph_node_names() -> list[str]:
     """Every class name latentgraph registers today (``latentgraph nodes --json``)."""
     try:
@@ -170,10 +201,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--comfyui", required=True, help="ComfyUI source checkout")
     ap.add_argument("--out", default="tests/data/comfyui/object_info.json")
-    ap.add_argument("--nodes", nargs="*", help="node classes (default: issue 14 + latentgraph's)")
+    ap.add_argument("--nodes", nargs="*", help="node classes (default: issues 14 and 15 + latentgraph's)")
     args = ap.parse_args()
 
-    wanted = args.nodes or sorted(set(ISSUE_14) | set(latentgraph_node_names()))
+    wanted = args.nodes or sorted(set(ISSUE_14) | set(ISSUE_15) | set(latentgraph_node_names()))
     C, nodes = load_comfy_nodes(args.comfyui)
     commit = "3cd7b32f1b7e7e90395cefe7d9f9b1f89276d8ce"
     try:
