@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ipaddress
 import logging
 import os
@@ -118,6 +119,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(engine, store, config)
     if args.preview_method == "taesd":
         log.warning("no TAESD decoder here: previews use the latent→RGB approximation")
+    # torch & co. leave ~240k long-lived objects; a full GC pass over them stops every thread (the
+    # event loop too) for ~0.4 s. Freeze them out of the collector's generations once loaded.
+    gc.collect()
+    gc.freeze()
     # Hand the GIL over more often than every 5 ms, so the event loop answers promptly while the
     # worker thread runs Python-heavy nodes (torch kernels release the GIL anyway).
     sys.setswitchinterval(0.001)

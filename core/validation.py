@@ -15,13 +15,17 @@ from typing import Any
 
 import networkx as nx
 
-from latentgraph.errors import ErrorDetail, ErrorReport
+from latentgraph.errors import ErrorDetail, ErrorReport, preview
 from latentgraph.node import ANY_TYPE, InputSpec, Node, NodeSpec
 from latentgraph.registry import NodeRegistry
 from latentgraph.settings import Settings
 from latentgraph.workflow import UNREADABLE, Link, Workflow, WorkflowNode
 
 _INT_TEXT = re.compile(r"^[+-]?\d+$")
+#: Node ids listed in a dependency-cycle error (the rest are counted).
+CYCLE_SHOWN = 20
+#: Distinct unknown node types that get "did you mean" suggestions in one validation.
+SUGGESTED_TYPES = 20
 
 
 @dataclass(slots=True)
@@ -57,13 +61,38 @@ class _ChoiceCache:
 
     def __init__(self, settings: Settings, registry: NodeRegistry) -> None:
         self.settings, self.registry = settings, registry
-        self._seen: dict[tuple[str, str], list[str]] = {}
+        self._seen: dict[tuple[str, str], tuple[list[str], frozenset[str]]] = {}
 
     def get(self, spec: NodeSpec, inp: InputSpec) -> list[str]:
+        return self._lookup(spec, inp)[0]
+
+    def allows(self, spec: NodeSpec, inp: InputSpec, value: str) -> bool:
+        """Membership in O(1): thousands of nodes may each pick from thousands of files."""
+        return value in self._lookup(spec, inp)[1]
+
+    def _lookup(self, spec: NodeSpec, inp: InputSpec) -> tuple[list[str], frozenset[str]]:
         key = (spec.name, inp.name)
         if key not in self._seen:
-            self._seen[key] = inp.resolve_choices(self.settings, self.registry)
+            choices = inp.resolve_choices(self.settings, self.registry)
+            self._seen[key] = (choices, frozenset(c for c in choices if isinstance(c, str)))
         return self._seen[key]
+
+
+class _Suggester:
+    """"Did you mean" for unknown node types: difflib costs the registry's size times the name's
+    length squared, so each distinct name is looked up once, and only the first
+    ``SUGGESTED_TYPES`` of them (a workflow of 12k distinct unknown names stays linear)."""
+
+    def __init__(self, registry: NodeRegistry) -> None:
+        self.registry = registry
+        self._seen: dict[str, str] = {}
+
+    def __call__(self, name: str) -> str:
+        if name not in self._seen:
+            if len(self._seen) >= SUGGESTED_TYPES or len(name) > 200:
+                return _suggest("", self.registry)
+            self._seen[name] = _suggest(name, self.registry)
+        return self._seen[name]
 
 
 def validate(
@@ -82,6 +111,7 @@ def validate(
     """
     report = report if report is not None else ErrorReport()
     types: dict[str, type[Node]] = {}
+    suggest = _Suggester(registry)
     for node in workflow.nodes.values():
         node_type = registry.get(node.class_type, node.inputs)
         if node_type is None:
@@ -91,7 +121,7 @@ def validate(
                 ErrorDetail(
                     "missing_node_type",
                     f"Unknown node type '{node.class_type}'",
-                    details=_suggest(node.class_type, registry),
+                    details=suggest(node.class_type),
                     extra_info={"node_id": node.id, "class_type": node.class_type, "node_title": node.title},
                 ),
             )
@@ -117,7 +147,7 @@ def validate(
     needed = _ancestors(workflow, outputs)
     choices = _ChoiceCache(settings, registry)
     planned: dict[str, PlannedNode] = {}
-    for node_id in needed:
+    for node_id in (nid for nid in workflow.nodes if nid in needed):  # workflow order: a capped report is stable
         node = workflow.nodes[node_id]
         node_type = types.get(node_id)
         if node_type is None:
@@ -162,19 +192,38 @@ def _dependency_order(workflow: Workflow, needed: set[str], report: ErrorReport)
         for component in nx.strongly_connected_components(graph):
             if len(component) == 1 and not graph.has_edge(next(iter(component)), next(iter(component))):
                 continue
-            cycle = sorted(component, key=_id_sort_key)
-            for node_id in cycle:
-                report.add(
-                    node_id,
-                    workflow.nodes[node_id].class_type,
-                    ErrorDetail(
-                        "dependency_cycle",
-                        "Node is part of a dependency cycle",
-                        details="cycle through nodes " + " → ".join(cycle),
-                        extra_info={"cycle": cycle},
-                    ),
-                )
+            _report_cycle(workflow, component, report)
         return []
+
+
+def _report_cycle(workflow: Workflow, component: set[str], report: ErrorReport) -> None:
+    """A cycle is named once, on its first node; every other member points at that node.
+
+    (Listing the cycle in each member's error made a 4k-node cycle a 312 MB answer.)"""
+    members = sorted(component, key=_id_sort_key)
+    first, count = members[0], len(members)
+    shown = members[:CYCLE_SHOWN]
+    listing = " → ".join(shown) + (f" → … ({count - len(shown)} more)" if count > len(shown) else "")
+    report.add(
+        first,
+        workflow.nodes[first].class_type,
+        ErrorDetail(
+            "dependency_cycle",
+            f"Node is part of a dependency cycle of {count} node(s)",
+            details=f"cycle through nodes {listing}",
+            extra_info={"cycle": shown, "cycle_length": count},
+        ),
+    )
+    for node_id in members[1:]:
+        report.add(
+            node_id,
+            workflow.nodes[node_id].class_type,
+            ErrorDetail(
+                "dependency_cycle",
+                f"Node is part of the dependency cycle through node {first}",
+                extra_info={"cycle_of": first},
+            ),
+        )
 
 
 def _check_node(
@@ -251,7 +300,7 @@ def _check_node(
                 "invalid_input_type",
                 f"Input '{inp.name}' takes a {inp.type} connection [node_id, output_index], not a value",
                 inp,
-                details=f"got {json.dumps(value, default=repr)[:80]}",
+                details=f"got {preview(value, 80)[0]}",
                 received_value=value,
             )
             continue
@@ -302,7 +351,10 @@ def _coerce(value: Any, inp: InputSpec, spec: NodeSpec, choices: _ChoiceCache) -
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         elif isinstance(value, str) and _INT_TEXT.match(value.strip()):
-            value = int(value.strip())
+            try:
+                value = int(value.strip())
+            except ValueError:  # over Python's 4,300-digit limit
+                return None, bad
         if not isinstance(value, int):
             return None, bad
     elif t == "FLOAT":
@@ -313,9 +365,15 @@ def _coerce(value: Any, inp: InputSpec, spec: NodeSpec, choices: _ChoiceCache) -
                 value = float(value.strip())
             except ValueError:
                 return None, bad
-        if not isinstance(value, (int, float)) or math.isnan(value):
+        if not isinstance(value, (int, float)):
             return None, bad
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer such as 10**400
+            kind = "value_bigger_than_max" if value > 0 else "value_smaller_than_min"
+            return None, (kind, f"Input '{inp.name}': {_short(value)} is beyond the range of a FLOAT")
+        if not math.isfinite(value):
+            return None, ("invalid_input_type", f"Input '{inp.name}' expects a finite FLOAT, got {_short(value)}")
     elif t == "BOOLEAN":
         if isinstance(value, str) and value.strip().lower() in ("true", "false"):
             value = value.strip().lower() == "true"
@@ -334,10 +392,11 @@ def _coerce(value: Any, inp: InputSpec, spec: NodeSpec, choices: _ChoiceCache) -
         if not isinstance(value, str):
             return None, bad
         try:
-            allowed = choices.get(spec, inp)
+            known = choices.allows(spec, inp, value)
         except Exception as exc:
             return None, ("exception_during_validation", f"Could not list choices for '{inp.name}': {exc}")
-        if value not in allowed and inp.strict_choices:
+        if not known and inp.strict_choices:
+            allowed = choices.get(spec, inp)
             shown = ", ".join(allowed[:20]) + (f" … ({len(allowed)} in all)" if len(allowed) > 20 else "")
             if callable(inp.choices):  # listed from disk (model files, input images): say what is here
                 return None, (
@@ -380,8 +439,8 @@ def _input_config(inp: InputSpec) -> dict[str, Any]:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, default=repr)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """At most ~60 characters of ``value``, written only that far (it may be megabytes)."""
+    return preview(value, 60)[0]
 
 
 def _suggest(name: str, registry: NodeRegistry) -> str:

@@ -48,6 +48,9 @@ class ServerConfig:
     #: Host names accepted in the ``Host`` header besides loopback ones, when bound to loopback
     #: (DNS-rebinding protection); None disables the check (bound to a public address).
     allowed_hosts: frozenset[str] | None = field(default_factory=frozenset)
+    #: Values (arrays, objects, list items) a JSON body may hold, counted from its bytes before
+    #: parsing: parsing holds the GIL, so a body of millions of tiny values would stall everyone.
+    max_json_values: int = 250_000
     #: Live previews unless a prompt says otherwise (``--preview-method``; ComfyUI's default: none).
     preview_method: str = "none"
 
@@ -308,6 +311,10 @@ async def read_json(
             raise JsonError(413, "too_large", f"request body larger than {limit} bytes")
     if not body.strip():
         return default
+    values = body.count(b"[") + body.count(b"{") + body.count(b",")
+    if values > request.app[STATE].config.max_json_values:
+        raise JsonError(413, "too_large", f"request body holds about {values} JSON values; the limit is "
+                        f"{request.app[STATE].config.max_json_values}", reason="too_many_values")
     try:
         if len(body) > THREAD_PARSE_BYTES:
             return await asyncio.to_thread(standard_json.loads, bytes(body))

@@ -1,16 +1,29 @@
-"""Prompts in, queue and history out: ``/prompt``, ``/queue``, ``/history``, ``/interrupt``."""
+"""Prompts in, queue and history out: ``/prompt``, ``/queue``, ``/history``, ``/interrupt``.
+
+Nothing slow runs on the event loop: validation, SQLite reads and writes and the encoding of
+answers (a history is megabytes of JSON) run in a worker thread, and big answers are encoded
+piece by piece so that thread lets go of the GIL between pieces (one ``json.dumps`` of the
+whole answer would hold it, and stall every other client, for as long as it takes).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from latentgraph import standard_json
 from latentgraph.server.app import JsonError, ServerState, add_route, state_of
 from latentgraph.server.schemas import ClearOrDelete, InterruptRequest, PromptRequest, parse_body
 from latentgraph.store import DuplicatePromptId, QueueItem
+
+
+#: Nodes a prompt may have. Validation is linear (a 12k-node prompt takes about a second, off
+#: the loop), but real workflows have hundreds of nodes, and 16 MiB of tiny nodes would be 250k.
+MAX_PROMPT_NODES = 10_000
 
 
 def setup(app: web.Application) -> None:
@@ -24,11 +37,12 @@ def setup(app: web.Application) -> None:
     add_route(app, "POST", "/interrupt", post_interrupt)
 
 
-def _check(state: ServerState, body: PromptRequest) -> QueueItem | tuple[int, dict[str, Any]]:
-    """Validate one prompt into a queue item (runs in a thread: validation may list files)."""
+def _check(state: ServerState, body: PromptRequest) -> QueueItem | bytes:
+    """Validate one prompt into a queue item, or the encoded 400 answer (runs in a thread:
+    validation is linear in the prompt but a 12k-node one takes a second, and may list files)."""
     graph, report = state.engine.check(body.prompt, targets=body.partial_execution_targets)
     if graph is None:
-        return 400, report.to_dict()
+        return encode(report.to_dict())  # bounded: see latentgraph.errors.ReportLimits
     number = body.number if body.number is not None else state.store.assign_number(front=body.front)
     extra_data = body.extra_data.model_dump(exclude_unset=True)
     if body.client_id is not None:
@@ -46,10 +60,18 @@ def _check(state: ServerState, body: PromptRequest) -> QueueItem | tuple[int, di
 async def post_prompt(request: web.Request) -> web.Response:
     state = state_of(request)
     body = await parse_body(request, PromptRequest)
+    if len(body.prompt) > MAX_PROMPT_NODES:
+        raise JsonError(
+            400,
+            "prompt_too_large",
+            f"prompt: {len(body.prompt)} nodes; at most {MAX_PROMPT_NODES} are accepted",
+            field="prompt",
+            nodes=len(body.prompt),
+            limit=MAX_PROMPT_NODES,
+        )
     item = await asyncio.to_thread(_check, state, body)
-    if isinstance(item, tuple):
-        status, payload = item
-        return web.json_response(payload, status=status)
+    if isinstance(item, bytes):
+        return _json_bytes(item, status=400)
     try:
         await state.acceptor.add(item)  # durable before we answer
     except DuplicatePromptId:
@@ -58,33 +80,40 @@ async def post_prompt(request: web.Request) -> web.Response:
         state.worker.notify()
     state.hub.status_changed()
     number = int(item.number) if float(item.number).is_integer() else item.number
-    return web.json_response({"prompt_id": item.prompt_id, "number": number, "node_errors": {}})
+    return _json_bytes(encode({"prompt_id": item.prompt_id, "number": number, "node_errors": {}}))
 
 
 async def get_prompt(request: web.Request) -> web.Response:
-    remaining = state_of(request).store.queue_remaining()
-    return web.json_response({"exec_info": {"queue_remaining": remaining}})
+    remaining = state_of(request).store.queue_remaining()  # from memory
+    return _json_bytes(encode({"exec_info": {"queue_remaining": remaining}}))
 
 
 async def get_queue(request: web.Request) -> web.Response:
-    running, pending = state_of(request).store.queue()
-    return web.json_response(
-        {"queue_running": [i.to_wire() for i in running], "queue_pending": [i.to_wire() for i in pending]},
-        dumps=_dumps,
-    )
+    store = state_of(request).store
+
+    def answer() -> bytes:
+        running, pending = store.queue()
+        return encode({"queue_running": [i.to_wire() for i in running], "queue_pending": [i.to_wire() for i in pending]})
+
+    return await _off_loop(answer)
 
 
 async def post_queue(request: web.Request) -> web.Response:
     state = state_of(request)
     body = await parse_body(request, ClearOrDelete)
-    removed = 0
-    if body.clear:
-        removed += state.store.delete_pending()
-    if body.delete:
-        removed += state.store.delete_pending(body.delete)
+
+    def delete() -> int:
+        removed = 0
+        if body.clear:
+            removed += state.store.delete_pending()
+        if body.delete:
+            removed += state.store.delete_pending(body.delete)
+        return removed
+
+    removed = await asyncio.to_thread(delete)
     if removed:
         state.hub.status_changed()
-    return web.json_response({"deleted": removed})
+    return _json_bytes(encode({"deleted": removed}))
 
 
 def _int_param(request: web.Request, name: str) -> int | None:
@@ -103,35 +132,80 @@ def _int_param(request: web.Request, name: str) -> int | None:
 async def get_history(request: web.Request) -> web.Response:
     max_items = _int_param(request, "max_items")
     offset = _int_param(request, "offset") or 0
-    entries = state_of(request).store.history(max_items, offset)
-    return web.json_response({e.item.prompt_id: e.to_wire() for e in entries}, dumps=_dumps)
+    store = state_of(request).store
+    return await _off_loop(lambda: encode({e.item.prompt_id: e.to_wire() for e in store.history(max_items, offset)}))
 
 
 async def get_history_item(request: web.Request) -> web.Response:
     prompt_id = request.match_info["prompt_id"]
-    entry = state_of(request).store.get_history(prompt_id)
-    return web.json_response({prompt_id: entry.to_wire()} if entry else {}, dumps=_dumps)
+    store = state_of(request).store
+
+    def answer() -> bytes:
+        entry = store.get_history(prompt_id)
+        return encode({prompt_id: entry.to_wire()} if entry else {})
+
+    return await _off_loop(answer)
 
 
 async def post_history(request: web.Request) -> web.Response:
     state = state_of(request)
     body = await parse_body(request, ClearOrDelete)
-    removed = 0
-    if body.clear:
-        removed += state.store.delete_history()
-    if body.delete:
-        removed += state.store.delete_history(body.delete)
-    return web.json_response({"deleted": removed})
+
+    def delete() -> int:
+        removed = 0
+        if body.clear:
+            removed += state.store.delete_history()
+        if body.delete:
+            removed += state.store.delete_history(body.delete)
+        return removed
+
+    return _json_bytes(encode({"deleted": await asyncio.to_thread(delete)}))
 
 
 async def post_interrupt(request: web.Request) -> web.Response:
     state = state_of(request)
     body = await parse_body(request, InterruptRequest)
     interrupted = state.worker.interrupt(body.prompt_id) if state.worker is not None else False
-    return web.json_response({"interrupted": interrupted})
+    return _json_bytes(encode({"interrupted": interrupted}))
 
 
-def _dumps(value: Any) -> str:
-    import json
+# -- JSON out, off the loop and in pieces -----------------------------------------------------
+#: Containers this deep (answer → entry → field → prompt → node) are encoded one member at a
+#: time; below that one ``json.dumps`` call (the C encoder, which holds the GIL) per member.
+PIECE_DEPTH = 4
 
-    return json.dumps(value, default=str)
+
+def encode(value: Any) -> bytes:
+    """Standard JSON of ``value`` (no NaN/Infinity), built from pieces no bigger than one member
+    at depth :data:`PIECE_DEPTH` (about one node of one prompt) so a thread encoding a long
+    history yields the GIL between them."""
+    pieces: list[str] = []
+    _encode_into(value, PIECE_DEPTH, pieces)
+    return "".join(pieces).encode()
+
+
+def _encode_into(value: Any, depth: int, pieces: list[str]) -> None:
+    if depth <= 0 or not isinstance(value, (dict, list, tuple)) or len(value) <= 1:
+        pieces.append(standard_json.dumps(value))
+    elif isinstance(value, dict):
+        pieces.append("{")
+        for i, (key, member) in enumerate(value.items()):
+            pieces.append(standard_json.dumps(str(key)) + ":" if not i else "," + standard_json.dumps(str(key)) + ":")
+            _encode_into(member, depth - 1, pieces)
+        pieces.append("}")
+    else:
+        pieces.append("[")
+        for i, member in enumerate(value):
+            if i:
+                pieces.append(",")
+            _encode_into(member, depth - 1, pieces)
+        pieces.append("]")
+
+
+def _json_bytes(body: bytes, *, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+async def _off_loop(answer: Callable[[], bytes]) -> web.Response:
+    """``answer()`` (SQLite reads and encoding) in a worker thread; a 200 with its JSON."""
+    return _json_bytes(await asyncio.to_thread(answer))

@@ -6,13 +6,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+from typing import Any
 
 from aiohttp import web
 
 from latentgraph.editor_format import convert_editor_workflow, is_api_workflow
 from latentgraph.engine import Engine
 from latentgraph.server.app import add_route
+from latentgraph.server.routes_prompt import encode
 from latentgraph.server.schemas import ConvertRequest, parse_body
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -25,15 +28,22 @@ def add_routes(app: web.Application, engine: Engine) -> None:
 
     async def convert(request: web.Request) -> web.Response:
         workflow = (await parse_body(request, ConvertRequest)).workflow
-        if is_api_workflow(workflow):
-            return web.json_response({"prompt": workflow})
         apply = request.query.get("apply_seed_control", "").lower() in _TRUE
-        result = convert_editor_workflow(workflow, engine.registry, apply_controls=apply, rng=random.Random() if apply else None)
-        if result.report:
-            return web.json_response(result.report.to_dict(), status=400)
-        answer = {"prompt": result.prompt}
-        if apply:
-            answer["workflow"] = result.workflow
-        return web.json_response(answer)
+        # Converting a big editor file is pure Python work linear in its size: off the loop.
+        status, body = await asyncio.to_thread(_convert, workflow, engine, apply)
+        return web.Response(body=body, status=status, content_type="application/json")
 
     add_route(app, "POST", "/workflow/convert", convert)
+
+
+def _convert(workflow: dict[str, Any], engine: Engine, apply: bool) -> tuple[int, bytes]:
+    """``(status, encoded answer)``; an error report is bounded (``latentgraph.errors.ReportLimits``)."""
+    if is_api_workflow(workflow):
+        return 200, encode({"prompt": workflow})
+    result = convert_editor_workflow(workflow, engine.registry, apply_controls=apply, rng=random.Random() if apply else None)
+    if result.report:
+        return 400, encode(result.report.to_dict())
+    answer: dict[str, Any] = {"prompt": result.prompt}
+    if apply:
+        answer["workflow"] = result.workflow
+    return 200, encode(answer)

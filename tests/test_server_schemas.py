@@ -104,6 +104,8 @@ def test_comfyui_shaped_bodies_still_accepted(lg_settings):
             assert pending["number"] == 7
             status, queue = await client.get("/queue")
             running = queue["queue_running"][0]
+            # create_time (ms) is added by the server, as ComfyUI does
+            assert all(isinstance(item[3].pop("create_time"), int) for item in (running, queue["queue_pending"][0]))
             assert running[3] == {"extra_pnginfo": {"workflow": {"nodes": []}}, "mine": [1], "client_id": "kim"}
             assert queue["queue_pending"][0][3] == {"client_id": "kim"}
             status, body = await client.post("/queue", {"delete": [pending["prompt_id"]], "extra": True})

@@ -1,5 +1,7 @@
 """Every validation error type, reported all at once, before anything runs."""
 
+import json
+
 import pytest
 
 from graph_nodes import GraphTestPlugin
@@ -167,3 +169,82 @@ def test_nodes_not_needed_by_outputs_are_not_run_or_checked(engine):
     }
     graph = engine.validate(wf)
     assert graph.order == ["1", "2"]
+
+
+# -- bounded reports: work and size linear in the workflow, answers bounded whatever was sent --
+def test_a_cycle_is_listed_once_and_every_member_points_at_it(engine):
+    n = 300
+    wf = {str(i): {"class_type": "Add", "inputs": {"a": [str(i % n + 1), 0], "b": 1}} for i in range(1, n + 1)}
+    wf["out"] = {"class_type": "Show", "inputs": {"value": ["1", 0]}}
+    report = errors_of(engine, wf)
+    first = report.node_errors["1"].errors[0]
+    assert first.extra_info["cycle_length"] == n and len(first.extra_info["cycle"]) == 20
+    assert first.details.endswith(f"… ({n - 20} more)")
+    others = [report.node_errors[str(i)].errors[0] for i in range(2, n + 1)]
+    assert all(e.type == "dependency_cycle" and e.extra_info == {"cycle_of": "1"} for e in others)
+
+
+def test_errors_per_node_are_capped_and_counted():
+    from latentgraph.errors import LIMITS, ErrorDetail, ErrorReport
+
+    report = ErrorReport()
+    for i in range(LIMITS.max_errors_per_node + 5):
+        report.add("7", "Add", ErrorDetail("custom_validation_failed", f"problem {i}"))
+    out = report.to_dict()
+    assert len(out["node_errors"]["7"]["errors"]) == LIMITS.max_errors_per_node
+    assert out["error"]["extra_info"]["omitted"] == {"node_errors": 0, "errors": 5}
+    assert report.format().count("\n") == LIMITS.max_errors_per_node + 4  # format lists up to max_lines
+    many = ErrorReport()
+    for i in range(LIMITS.max_lines + 30):
+        many.add(str(i), "Add", ErrorDetail("x", "bad"))
+    assert many.format().splitlines()[-1] == "… and 30 more problem(s)"
+
+
+def test_echoed_values_are_standard_json_and_bounded():
+    from latentgraph.errors import ErrorDetail, echo, preview
+
+    deep: list = []
+    leaf = deep
+    for _ in range(5000):  # deeper than any recursion limit
+        leaf.append([])
+        leaf = leaf[0]
+    assert preview(deep, 50)[0].endswith("…")
+    assert echo(float("nan")) == "NaN" and echo(float("-inf")) == "-Infinity"
+    assert echo({"a": [1, 2.5, "x", None, True]}) == {"a": [1, 2.5, "x", None, True]}
+    assert echo([1.0, float("inf")]) == "[1.0, Infinity]"
+    assert echo("x" * 10_000).endswith("…") and len(echo("x" * 10_000)) < 300
+    assert isinstance(echo(10**400), str)
+    detail = ErrorDetail("t", "m" * 100_000, "d", {"received_value": float("nan"), "big": list(range(100_000))})
+    text = json.dumps(detail.to_dict(), allow_nan=False)  # raises on NaN/Infinity
+    assert len(text) < 3000
+
+
+@pytest.mark.parametrize(
+    "value, kind",
+    [
+        (10**400, "value_bigger_than_max"),  # float() of it overflows: was an uncaught OverflowError
+        (-(10**400), "value_smaller_than_min"),
+        ("1e999", "invalid_input_type"),  # infinity
+        (float("nan"), "invalid_input_type"),
+    ],
+    ids=["1e400-int", "-1e400-int", "1e999-text", "nan"],
+)
+def test_float_inputs_must_be_finite_numbers(engine, value, kind):
+    wf = {"1": {"class_type": "Add", "inputs": {"a": 1, "b": 2, "scale": value}}, "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}}}
+    report = errors_of(engine, wf)
+    assert types_for(report, "1") == [kind]
+    json.dumps(report.to_dict(), allow_nan=False)
+
+
+def test_int_text_over_pythons_digit_limit_is_a_type_error(engine):
+    wf = {"1": {"class_type": "Const", "inputs": {"value": "9" * 5000}}, "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}}}
+    assert types_for(errors_of(engine, wf), "1") == ["invalid_input_type"]
+
+
+def test_unknown_type_suggestions_are_bounded(engine):
+    wf = {str(i): {"class_type": f"Ad{i}" + "d" * 300 * (i % 2), "inputs": {}} for i in range(200)}
+    wf["out"] = {"class_type": "Show", "inputs": {"value": 1}}
+    report = errors_of(engine, wf)
+    assert "did you mean Add" in report.node_errors["0"].errors[0].details
+    assert "did you mean" not in report.node_errors["1"].errors[0].details  # a 300-character name
+    assert "did you mean" not in report.node_errors["198"].errors[0].details  # past the first 20 names
