@@ -15,7 +15,7 @@ def register_nodes():
     from latentgraph.nodes import latents
     from latentgraph.nodes import conditioning, conditioning_nodes, latent_mask, loaders, lora
     from latentgraph.nodes.sampling import custom_nodes, forward_noise, ksampler_nodes
-    from latentgraph.nodes import image, latent, mask, utility
+    from latentgraph.nodes import image, inspect, latent, mask, models, text, utility
 
     return [
         *images.NODES,
@@ -27,6 +27,9 @@ def register_nodes():
         *image.NODES,
         *mask.NODES,
         *utility.NODES,
+        *text.NODES,
+        *models.NODES,
+        *inspect.NODES,
         *loaders.NODES,
         *conditioning.NODES,
         *conditioning_nodes.NODES,
@@ -37,10 +40,10 @@ def register_nodes():
 
 @hookimpl
 def register_types():
-    from latentgraph.nodes import latent
+    from latentgraph.nodes import latent, text
     from latentgraph.nodes.sampling.custom_nodes import TYPES
 
-    return [*TYPES, *latent.TYPES]
+    return [*TYPES, *latent.TYPES, *text.TYPES]
 
 
 @hookimpl

@@ -12,6 +12,11 @@ Encoding follows ComfyUI so workflows give the same kind of conditioning:
 * ``(words:1.3)`` sets a weight, ``(words)`` multiplies it by 1.1 (nestable, ``\\(`` for a literal
   parenthesis); a weighted token's embedding is moved away from the empty prompt's embedding at
   that position by its weight, ``e + w·(z − e)``, as ComfyUI does;
+* ``embedding:NAME`` puts a textual-inversion embedding's vectors where the name stands (weights
+  apply to them as to words; see :mod:`latentgraph.nodes.text.embeddings`): the vectors replace
+  the token embeddings at those positions, so the encoder sees what diffusers'
+  ``load_textual_inversion`` gives it; a name that cannot be used is left out with a warning
+  (logged, and returned as the node's ``{"warnings": […]}`` result);
 * CONDITIONING is ``[(embeddings[1, T, D], {"pooled_output": …, "arch": …})]``, float32 on the
   CPU; samplers move it to the model's device and dtype.
 """
@@ -26,8 +31,9 @@ from typing import Any
 import torch
 
 from latentgraph.errors import NodeInputError
-from latentgraph.node import In, Node, NodeSpec, Out
+from latentgraph.node import In, Node, NodeResult, NodeSpec, Out
 from latentgraph.nodes.components import Conditioning, TextEncoder
+from latentgraph.nodes.text.embeddings import EmbeddingLookup, EmbeddingRef, encoder_key, split_embeddings
 
 log = logging.getLogger("latentgraph.conditioning")
 
@@ -79,27 +85,56 @@ def _parse_weights(text: str, weight: float, out: list[tuple[str, float]]) -> No
         out.append((plain, weight))
 
 
+#: Token id standing in for an embedding vector until the vector replaces its token embedding; any
+#: ordinary id below EOS works (pooling looks for EOS, or for the highest id in old configs).
+_PLACEHOLDER_ID = 0
+
+
+def _window_length(tokenizer: Any) -> int:
+    length = int(getattr(tokenizer, "model_max_length", 77) or 77)
+    return 77 if length > 1024 else length  # "unlimited" sentinel of tokenizers without a configured length
+
+
+def weighted_tokens(
+    tokenizer: Any, text: str, lookup: EmbeddingLookup | None = None, key: str = "clip_l", width: int = 0
+) -> tuple[list[int | torch.Tensor], list[float]]:
+    """A prompt's tokens (ids, or ``[D]`` vectors for ``embedding:NAME``) and their weights.
+
+    Without ``lookup``, ``embedding:NAME`` is tokenized as text (the plain tokenizer view)."""
+    tokens: list[int | torch.Tensor] = []
+    weights: list[float] = []
+    for piece, weight in prompt_weights(text):
+        parts = split_embeddings(piece) if lookup is not None else [piece]
+        for part in parts:
+            if isinstance(part, EmbeddingRef):
+                vectors, part = lookup.vectors(part.name, key, width)
+                if vectors is not None:
+                    tokens += list(vectors)
+                    weights += [weight] * len(vectors)
+                if not part:
+                    continue
+            ids = tokenizer(part, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+            tokens += ids
+            weights += [weight] * len(ids)
+    return tokens, weights
+
+
+def _windows(tokenizer: Any, tokens: list, weights: list[float]) -> tuple[list[list], list[list[float]]]:
+    body = _window_length(tokenizer) - 2
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    token_rows, weight_rows = [], []
+    for start in range(0, max(len(tokens), 1), body):
+        chunk, chunk_weights = tokens[start : start + body], weights[start : start + body]
+        fill = body - len(chunk)
+        token_rows.append([tokenizer.bos_token_id, *chunk, tokenizer.eos_token_id] + [pad] * fill)
+        weight_rows.append([1.0, *chunk_weights, 1.0] + [1.0] * fill)
+    return token_rows, weight_rows
+
+
 def weighted_windows(tokenizer: Any, text: str) -> tuple[list[list[int]], list[list[float]]]:
     """Token ids of ``text`` in windows of ``model_max_length`` (77): BOS + ≤75 tokens + EOS + pad,
     with each position's prompt weight (1.0 for BOS, EOS and padding)."""
-    length = int(getattr(tokenizer, "model_max_length", 77) or 77)
-    if length > 1024:  # "unlimited" sentinel of tokenizers without a configured length
-        length = 77
-    body = length - 2
-    ids: list[int] = []
-    weights: list[float] = []
-    for piece, weight in prompt_weights(text):
-        piece_ids = tokenizer(piece, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
-        ids += piece_ids
-        weights += [weight] * len(piece_ids)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    id_windows, weight_windows = [], []
-    for start in range(0, max(len(ids), 1), body):
-        chunk, chunk_weights = ids[start : start + body], weights[start : start + body]
-        fill = body - len(chunk)
-        id_windows.append([tokenizer.bos_token_id, *chunk, tokenizer.eos_token_id] + [pad] * fill)
-        weight_windows.append([1.0, *chunk_weights, 1.0] + [1.0] * fill)
-    return id_windows, weight_windows
+    return _windows(tokenizer, *weighted_tokens(tokenizer, text))
 
 
 def token_windows(tokenizer: Any, text: str) -> list[list[int]]:
@@ -126,20 +161,60 @@ def _padded(tokenizer: Any, windows: list[list[int]], weights: list[list[float]]
     return windows + [empty] * fill, weights + [[1.0] * len(empty)] * fill
 
 
+def _input_embeddings(encoder: Any) -> torch.nn.Module:
+    return encoder.get_input_embeddings()
+
+
+def _substituted(encoder: Any, rows: list[list]) -> tuple[torch.Tensor, Any]:
+    """Ids for ``rows`` (vectors → placeholder id) and a hook putting the vectors back in."""
+    device = next(encoder.parameters()).device
+    ids = torch.tensor(
+        [[t if isinstance(t, int) else _PLACEHOLDER_ID for t in row] for row in rows], dtype=torch.long, device=device
+    )
+    places = [(r, c, t) for r, row in enumerate(rows) for c, t in enumerate(row) if not isinstance(t, int)]
+    if not places:
+        return ids, None
+    index = torch.tensor([[r, c] for r, c, _ in places], device=device)
+    values = torch.stack([t for _, _, t in places])
+
+    def put_back(_module, _inputs, output):
+        output = output.clone()
+        output[index[:, 0], index[:, 1]] = values.to(device=output.device, dtype=output.dtype)
+        return output
+
+    return ids, _input_embeddings(encoder).register_forward_hook(put_back)
+
+
 @torch.inference_mode()
 def encode_text(
-    clip: TextEncoder, text: str, per_encoder: Sequence[str] | None = None
+    clip: TextEncoder,
+    text: str,
+    per_encoder: Sequence[str] | None = None,
+    *,
+    embedding_dirs: Sequence[Any] | None = None,
+    warnings: list[str] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Hidden states ``[1, 77·windows, D]`` and pooled output ``[1, P]`` of a prompt.
 
     ``per_encoder`` gives each text encoder its own prompt (SDXL's ``text_l`` / ``text_g``); the
     encoder with fewer windows gets empty-prompt windows so the hidden states line up.
+    ``embedding:NAME`` is looked up in ``embedding_dirs`` (else ``clip.info["embedding_dirs"]``);
+    what cannot be used is left out and described in ``warnings`` (and the log).
     """
     final_norm = bool(clip.info.get("final_norm_on_hidden", clip.arch != "sdxl"))
     texts = list(per_encoder) if per_encoder is not None else [text] * len(clip.encoders)
     if len(texts) != len(clip.encoders):
         raise ValueError(f"{len(texts)} prompts for {len(clip.encoders)} text encoders")
-    tokenized = [weighted_windows(tokenizer, t) for tokenizer, t in zip(clip.tokenizers, texts)]
+    if embedding_dirs is None:
+        embedding_dirs = clip.info.get("embedding_dirs")
+    lookup = EmbeddingLookup(list(embedding_dirs) if embedding_dirs is not None else None)
+    tokenized = []
+    for index, (tokenizer, encoder, t) in enumerate(zip(clip.tokenizers, clip.encoders, texts)):
+        width = int(_input_embeddings(encoder).weight.shape[-1])
+        tokens, weights = weighted_tokens(tokenizer, t, lookup, encoder_key(clip.arch, index, width), width)
+        tokenized.append(_windows(tokenizer, tokens, weights))
+    if warnings is not None:
+        warnings.extend(w for w in lookup.warnings if w not in warnings)
     count = max(len(windows) for windows, _ in tokenized)
     hidden_parts, pooled = [], None
     for tokenizer, encoder, (windows, weights) in zip(clip.tokenizers, clip.encoders, tokenized):
@@ -147,9 +222,12 @@ def encode_text(
         weighted = any(w != 1.0 for row in weights for w in row)
         if weighted:  # the empty prompt is the reference weights scale from
             windows = [*windows, token_windows(tokenizer, "")[0]]
-        device = next(encoder.parameters()).device
-        ids = torch.tensor(windows, dtype=torch.long, device=device)
-        out = encoder(input_ids=ids, output_hidden_states=True)
+        ids, hook = _substituted(encoder, windows)
+        try:
+            out = encoder(input_ids=ids, output_hidden_states=True)
+        finally:
+            if hook is not None:
+                hook.remove()
         num_layers = int(encoder.config.num_hidden_layers)
         index = _layer_index(clip.stop_at_layer, num_layers)
         hidden = out.hidden_states[index]
@@ -194,8 +272,14 @@ class CLIPEncode(Node):
         clip = check_clip(clip)
         if not isinstance(text, str):
             raise NodeInputError("text", f"expected text, got {type(text).__name__}")
-        embeddings, pooled = encode_text(clip, text)
-        return ([(embeddings, {"pooled_output": pooled, "arch": clip.arch})],)
+        warnings: list[str] = []
+        embeddings, pooled = encode_text(
+            clip, text, embedding_dirs=ctx.settings.model_dirs("embeddings"), warnings=warnings
+        )
+        outputs = ([(embeddings, {"pooled_output": pooled, "arch": clip.arch})],)
+        if warnings:  # shown to the user with the node's result (websocket "executed", CLI)
+            return NodeResult(outputs, {"warnings": warnings})
+        return outputs
 
 
 class CLIPSetLastLayer(Node):

@@ -131,7 +131,7 @@ def _int_param(request: web.Request, name: str) -> int | None:
 
 async def get_history(request: web.Request) -> web.Response:
     max_items = _int_param(request, "max_items")
-    offset = _int_param(request, "offset") or 0
+    offset = _int_param(request, "offset")  # none: the newest max_items (ComfyUI)
     store = state_of(request).store
     return await _off_loop(lambda: encode({e.item.prompt_id: e.to_wire() for e in store.history(max_items, offset)}))
 
