@@ -27,7 +27,7 @@ from latentgraph.nodes.inspect.forward_strip import (
 )
 from latentgraph.nodes.inspect.latent_view import LatentChannels, LatentStats, channel_stats
 from latentgraph.nodes.inspect.schedule_plot import SchedulePlot, named_model_sampling, schedule_curves
-from latentgraph.nodes.inspect.trace import KSamplerTrace, SamplerCustomAdvancedTrace, Trace, traced
+from latentgraph.nodes.inspect.trace import KSamplerTrace, SamplerCustomAdvancedTrace, Trace
 from latentgraph.nodes.inspect.xy_grid import LISTS, XYAxisFloat, XYAxisInt, XYAxisSampler, XYGrid, cross
 from latentgraph.nodes.latents import decode_latents
 from latentgraph.nodes.sampling.ksampler_nodes import KSampler, lookup_sampler
@@ -161,16 +161,19 @@ def test_trace_last_frame_is_the_ksamplers_output(sd, ctx):
 def test_trace_records_every_kth_step(sd, ctx):
     steps = []
     trace = Trace(every=3)
-    sampler = traced(lookup_sampler(ctx, "euler"), trace.record)
     ms = sd.model.model_sampling
     sigmas = schedule_sigmas(ctx.registry.schedulers["normal"], ms, 7)
 
     def model(x, sigma):
         return x * 0.5
 
+    def both(step):
+        trace.record(step)
+        steps.append(step.i)
+
     model.model_sampling = ms
-    sampler.sample(model, torch.randn(1, 4, 8, 8), sigmas, seed=0, callback=lambda s: steps.append(s.i))
-    assert steps == list(range(7))  # the run's own callback still sees every step
+    lookup_sampler(ctx, "euler").sample(model, torch.randn(1, 4, 8, 8), sigmas, seed=0, callback=both)
+    assert steps == list(range(7))
     assert [f.i for f in trace.frames] == [0, 3, 6]
     assert [f.sigma for f in trace.frames] == pytest.approx([float(sigmas[i]) for i in (0, 3, 6)])
 

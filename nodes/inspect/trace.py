@@ -11,15 +11,12 @@ Cost: ``decode="vae"`` is one VAE decode per frame (two per traced step, plus th
 of the sampling; ``decode="preview"`` is the latent→RGB linear map of the progress previews (no VAE
 call, 1/8 resolution enlarged, colours approximate).
 
-Until ``run.sample`` takes a ``trace`` callback, steps are recorded by wrapping the SamplerDef's
-function (its callback argument gets a tee); KSamplerTrace runs KSampler's own code through a
-registry view that returns the wrapped sampler under the same name.
+Steps are recorded through ``run.sample``'s ``trace`` callback, so the traced run is KSampler's
+(or SamplerCustomAdvanced's) own code path.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,41 +52,6 @@ class Trace:
             sigma = step.sigma_hat if step.sigma_hat is not None else step.sigma
             self.frames.append(Frame(int(step.i), float(sigma), step.x.detach().float().cpu().clone(),
                                      step.denoised.detach().float().cpu().clone()))
-
-
-def traced(sampler: SamplerDef, record: Callable[[Step], None]) -> SamplerDef:
-    """The same sampler, with ``record`` called on every step before the run's own callback."""
-    inner = sampler.function
-
-    def function(model, x, sigmas, *, callback=None, **kw):
-        def both(step: Step) -> None:
-            record(step)
-            if callback is not None:
-                callback(step)
-
-        return inner(model, x, sigmas, callback=both, **kw)
-
-    return dataclasses.replace(sampler, function=function)
-
-
-class _Samplers:
-    """A registry view whose ``samplers`` has one sampler replaced; everything else delegates."""
-
-    def __init__(self, registry: Any, sampler: SamplerDef) -> None:
-        self._registry = registry
-        self.samplers = {**registry.samplers, sampler.name: sampler}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._registry, name)
-
-
-class _Context:
-    def __init__(self, ctx: Any, sampler: SamplerDef) -> None:
-        self._ctx = ctx
-        self.registry = _Samplers(ctx.registry, sampler)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ctx, name)
 
 
 def frame_pictures(model: Any, vae: Any, latents: list[torch.Tensor], decode: str, size: tuple[int, int]) -> list:
@@ -160,15 +122,14 @@ class KSamplerTrace(Node):
 
     def execute(self, ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                 denoise=1.0, every=1, decode="vae", zoom=1, vae=None):
-        from latentgraph.nodes.sampling.ksampler_nodes import ksampler, lookup_sampler
+        from latentgraph.nodes.sampling.ksampler_nodes import ksampler
         from latentgraph.nodes.sampling.run import check_model
 
         check_trace_inputs(every, decode)
         model = check_model(model)
         trace = Trace(int(every))
-        sampler = traced(lookup_sampler(ctx, sampler_name), trace.record)
-        out = ksampler(_Context(ctx, sampler), model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
-                       latent_image, denoise=float(denoise))
+        out = ksampler(ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                       latent_image, denoise=float(denoise), trace=trace.record)
         picture = draw_trace(model, vae, trace, out["samples"][:1], decode, int(zoom))
         return (out, picture)
 
@@ -197,7 +158,7 @@ class SamplerCustomAdvancedTrace(Node):
         if not isinstance(sampler, SamplerDef):
             raise NodeInputError("sampler", "expected a SAMPLER")
         trace = Trace(int(every))
-        out, denoised = run_guided(ctx, guider, traced(sampler, trace.record), sigmas, noise, latent_image)
+        out, denoised = run_guided(ctx, guider, sampler, sigmas, noise, latent_image, trace=trace.record)
         picture = draw_trace(guider.model, vae, trace, out["samples"][:1], decode, int(zoom))
         return (out, denoised, picture)
 

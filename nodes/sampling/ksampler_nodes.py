@@ -62,22 +62,23 @@ def input_latent(model: DiffusionModel, latent: Any, name: str) -> tuple[torch.T
 
 
 def run_guided(ctx, guider: Guider, sampler: SamplerDef, sigmas: torch.Tensor, noise: Any, latent: dict[str, Any],
-               name: str = "latent_image") -> tuple[dict[str, Any], dict[str, Any]]:
-    """Sample a LATENT: returns (output, denoised output) LATENTs, as SamplerCustom gives them."""
+               name: str = "latent_image", trace: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Sample a LATENT: returns (output, denoised output) LATENTs, as SamplerCustom gives them.
+    ``trace(step)`` sees every step (inspection nodes)."""
     model = guider.model
     samples, downscale = input_latent(model, latent, name)
     mask = latent.get(NOISE_MASK_KEY)
     result = sample(
         guider, sampler, sigmas, samples, noise.generate(latent, samples),
         downscale=downscale, seed=int(noise.seed), noise_mask=mask if isinstance(mask, torch.Tensor) else None,
-        progress=ctx.progress, preview=lambda x0: preview_image(x0, model.arch),
+        progress=ctx.progress, preview=lambda x0: preview_image(x0, model.arch), trace=trace,
     )
     extra = {DOWNSCALE_KEY: downscale}
     return plain_latent(latent, result.samples, **extra), plain_latent(latent, result.denoised, **extra)
 
 
 def ksampler(ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, *, denoise=1.0,
-             disable_noise=False, start_step=None, last_step=None, force_full_denoise=False) -> dict[str, Any]:
+             disable_noise=False, start_step=None, last_step=None, force_full_denoise=False, trace=None) -> dict[str, Any]:
     """ComfyUI's common_ksampler: sigmas from the schedule, cut to the step range, then sample."""
     model = check_model(model)
     if not isinstance(latent, dict):
@@ -107,7 +108,7 @@ def ksampler(ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, ne
     # Per-step noise (ancestral, SDE samplers) is seeded by the node's seed even without initial noise.
     noise = NoNoise(int(seed)) if disable_noise else RandomNoise(int(seed))
     guider = Guider(model, {"positive": positive, "negative": negative}, CFG(float(cfg)))
-    return run_guided(ctx, guider, sampler, sigmas, noise, latent)[0]
+    return run_guided(ctx, guider, sampler, sigmas, noise, latent, trace=trace)[0]
 
 
 SAMPLER_CHOICES = (

@@ -162,6 +162,7 @@ def sample(
     noise_mask: Tensor | None = None,
     progress: Callable[[int, int, Callable[[], Any] | None], None] | None = None,
     preview: Callable[[Tensor], Any] | None = None,
+    trace: Callable[[Step], None] | None = None,
 ) -> Result:
     """Sample ``samples`` (unscaled LATENT samples) over ``sigmas``; see the module docstring."""
     model = guider.model
@@ -189,6 +190,8 @@ def sample(
 
     def on_step(step: Step) -> None:
         last["denoised"] = step.denoised
+        if trace is not None:  # inspection nodes record the run
+            trace(step)
         if progress is not None:
             render = (lambda d=step.denoised: preview(d)) if preview is not None else None
             last["reported"] = min(step.i + 1, total)
