@@ -237,10 +237,10 @@ class _Converter:
             entry.kind = "primitive"
         elif self.subgraphs.instantiates(node_type):
             entry.kind, entry.definition = "subgraph", self.subgraphs.definition_for(entry)
+        elif node_type in VALUE_NODES:  # folded into the inputs they feed, registered or not
+            entry.kind = "primitive"
         elif (node_cls := self.registry.get(node_type, _input_names(entry.node))) is not None:
             entry.kind, entry.spec = "node", node_cls.spec
-        elif node_type in VALUE_NODES:
-            entry.kind = "primitive"
         elif entry.mode != MODE_MUTED:
             detail = "is the plugin that provides it installed and enabled? (`latentgraph plugins`)"
             if not node_type:
