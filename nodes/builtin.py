@@ -15,7 +15,7 @@ def register_nodes():
     from latentgraph.nodes import latents
     from latentgraph.nodes import conditioning, conditioning_nodes, latent_mask, loaders, lora
     from latentgraph.nodes.sampling import custom_nodes, forward_noise, ksampler_nodes
-    from latentgraph.nodes import image, inspect, latent, mask, models, text, utility
+    from latentgraph.nodes import control, image, inspect, latent, mask, models, text, utility
 
     return [
         *images.NODES,
@@ -30,6 +30,7 @@ def register_nodes():
         *text.NODES,
         *models.NODES,
         *inspect.NODES,
+        *control.NODES,
         *loaders.NODES,
         *conditioning.NODES,
         *conditioning_nodes.NODES,
@@ -40,10 +41,10 @@ def register_nodes():
 
 @hookimpl
 def register_types():
-    from latentgraph.nodes import latent, text
+    from latentgraph.nodes import control, latent, text
     from latentgraph.nodes.sampling.custom_nodes import TYPES
 
-    return [*TYPES, *latent.TYPES, *text.TYPES]
+    return [*TYPES, *latent.TYPES, *text.TYPES, *control.TYPES]
 
 
 @hookimpl

@@ -49,7 +49,7 @@ def test_object_info_models_and_stats(lg_settings):
             status, _ = await client.get("/models/nowhere")
             assert status == 404
             status, names = await client.get("/embeddings")
-            assert names == ["style"]
+            assert names == ["style", "redcircle"]  # the data dir's, then the one that ships with the package
             status, ext = await client.get("/extensions")
             assert ext == []
             ws = await client.ws("stats")

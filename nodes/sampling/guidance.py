@@ -5,12 +5,15 @@ and custom nodes mean the same thing: ``pooled_output`` (SDXL), ``area`` ((h, w,
 cells, or ``("percentage", h, w, y, x)``), ``strength``, ``mask`` (+ ``mask_strength``,
 ``set_area_to_bounds``), ``start_percent`` / ``end_percent`` (the part of the run it applies
 to), SDXL sizes (``width``, ``height``, ``crop_w``, ``crop_h``, ``target_width``,
-``target_height``, ``aesthetic_score``).
+``target_height``, ``aesthetic_score``), ``control`` (a ControlNet / T2I-Adapter chain,
+:class:`latentgraph.nodes.control.residuals.Control`) with ``control_apply_to_uncond``.
 
 At every σ each side's entries are evaluated on their area (the UNet sees only that crop) and
 averaged, weighted by ``strength`` × mask (area edges feathered over up to 8 cells when there is
-no mask): Σ pred·w / Σ w. A :class:`GuidanceRule` then combines the sides (CFG: ``uncond + cfg·(cond
-− uncond)``, applied to x0 estimates). A :class:`Guider` is the GUIDER value that flows between
+no mask): Σ pred·w / Σ w. An entry with a ``control`` hands the UNet its control residuals for the
+crop and σ (entries share a UNet call only when they share the control, as in ComfyUI). A
+:class:`GuidanceRule` then combines the sides (CFG: ``uncond + cfg·(cond − uncond)``, applied to
+x0 estimates). A :class:`Guider` is the GUIDER value that flows between
 nodes; :meth:`Guider.bind` prepares it for one run's latent shape.
 """
 
@@ -48,6 +51,11 @@ class CondItem:
     sigma_start: float | None = None  # applies while σ ≤ sigma_start …
     sigma_end: float | None = None  # … and σ ≥ sigma_end
     timestep_cond: Tensor | None = None  # guidance-distilled (LCM) UNets
+    control: Any = None  # latentgraph.nodes.control.residuals.Control
+    #: ControlNetApply (old): lend this entry's control to the other sides (ComfyUI's rule).
+    control_to_uncond: bool = False
+    #: The entry had an ``area`` of its own (not one derived from a mask's bounds).
+    area_given: bool = False
 
     def active(self, sigma: float) -> bool:
         if self.sigma_start is not None and sigma > self.sigma_start:
@@ -107,9 +115,15 @@ def check_conditioning(name: str, conditioning: Any) -> list[tuple[Tensor, dict[
         if emb.ndim != 3:
             raise NodeInputError(name, f"embeddings must be [batch, tokens, dim], got shape {tuple(emb.shape)}")
         extras = dict(extras or {})
-        unsupported = sorted(k for k in ("control", "gligen") if extras.get(k) is not None)
-        if unsupported:
-            raise NodeInputError(name, f"{', '.join(unsupported)} conditioning is not supported yet")
+        if extras.get("gligen") is not None:
+            raise NodeInputError(name, "gligen conditioning is not supported yet")
+        control = extras.get("control")
+        if control is not None:
+            from latentgraph.nodes.control.residuals import Control
+
+            if not isinstance(control, Control):
+                raise NodeInputError(name, f"its 'control' is a {type(control).__name__}, not a ControlNet applied "
+                                     "by ControlNetApply / ControlNetApplyAdvanced")
         entries.append((emb, extras))
     return entries
 
@@ -208,6 +222,9 @@ def prepare_items(
             raise NodeInputError(name, "its 'mask' is not a MASK tensor")
         start = ms.percent_to_sigma(float(extras["start_percent"])) if "start_percent" in extras else None
         end = ms.percent_to_sigma(float(extras["end_percent"])) if "end_percent" in extras else None
+        control = extras.get("control")
+        if control is not None:
+            _check_control(model, name, control)
         timestep_cond = None
         if guidance_w is not None:
             timestep_cond = guidance_scale_embedding(torch.tensor([guidance_w]), int(config.time_cond_proj_dim))
@@ -222,9 +239,52 @@ def prepare_items(
                 sigma_start=start,
                 sigma_end=end,
                 timestep_cond=timestep_cond,
+                control=control,
+                control_to_uncond=bool(extras.get("control_apply_to_uncond", False)),
+                area_given=extras.get("area") is not None,
             )
         )
     return items
+
+
+def _check_control(model: DiffusionModel, name: str, control: Any) -> None:
+    """Every ControlNet of the chain must take the model's text width (else it is for another family)."""
+    for node in control.chain():
+        net = node.net
+        if net.kind != "controlnet":
+            continue
+        dim = net.model.config.cross_attention_dim
+        dim = int(dim[0] if isinstance(dim, (list, tuple)) else dim)
+        if dim != model.cross_attention_dim:
+            raise NodeInputError(
+                name, f"its ControlNet ({net.info.get('source', net.arch)}) takes text of width {dim} but the model "
+                f"({model.arch}) uses {model.cross_attention_dim}: the ControlNet is for another model family",
+            )
+
+
+def lend_controls(sides: dict[str, list[CondItem]]) -> None:
+    """ControlNetApply's controls reach the other sides (ComfyUI's ``apply_empty_x_to_equal_area``).
+
+    Unless some area-less entry of that side already has a control, the positive's area-less
+    controls marked ``control_to_uncond`` are handed, in turn, to that side's area-less entries
+    without one (the n-th control to the (n mod count)-th such entry).
+    """
+    positive = sides.get("positive")
+    if not positive:
+        return
+    lent = [it.control for it in positive if it.control_to_uncond and not it.area_given and it.control is not None]
+    if not lent:
+        return
+    for name, items in sides.items():
+        if name == "positive":
+            continue
+        whole = [i for i, it in enumerate(items) if not it.area_given]
+        if not whole or any(items[i].control is not None for i in whole):
+            continue
+        originals = list(items)
+        for n, control in enumerate(lent):
+            index = whole[n % len(whole)]
+            items[index] = replace(originals[index], control=control)
 
 
 def _added_cond(model: DiffusionModel, name: str, extras: Mapping[str, Any], pixel_hw: tuple[int, int], negative: bool) -> dict[str, Tensor]:
@@ -315,6 +375,12 @@ def apply_model(model: DiffusionModel, crops: Sequence[Tensor], sigma: Tensor, i
     x_in = ms.calculate_input(sigma_all, x_all)
     t = ms.timestep(sigma_all).float()
     kwargs = {"encoder_hidden_states": hidden, "added_cond_kwargs": added, "timestep_cond": timestep_cond}
+    if items[0].control is not None:
+        from latentgraph.nodes.control.residuals import control_residuals
+
+        residuals = control_residuals(items[0].control, x_in, t, float(sigma[0]), hidden, added, ms, len(crops))
+        if residuals is not None:
+            kwargs.update(residuals.unet_kwargs(model.dtype))
 
     def call(x: Tensor, timestep: Tensor, **kw: Any) -> Tensor:
         return model.unet(x, timestep, return_dict=False, **kw)[0]
@@ -347,7 +413,7 @@ def calc_cond_batch(model: DiffusionModel, sides: Sequence[Sequence[CondItem] | 
             if not item.active(level):
                 continue
             crop, mult = item.region(x)
-            key = (tuple(crop.shape), item.added is None, item.timestep_cond is None)
+            key = (tuple(crop.shape), item.added is None, item.timestep_cond is None, id(item.control))
             groups.setdefault(key, []).append((side, item, crop, mult))
     for members in groups.values():
         preds = apply_model(model, [m[2] for m in members], sigma, [m[1] for m in members],
@@ -438,6 +504,7 @@ class Guider:
             prepared[name] = prepare_items(self.model, name, self.conds[name], latent_shape, downscale,
                                            negative=name in self.negatives, guidance_w=guidance_w)
         add_same_area_counterparts(prepared)
+        lend_controls(prepared)
         sides = [prepared.get(name) if wanted else None for name, wanted in zip(rule.names, rule.needed())]
         return BoundGuider(self.model, rule, sides)
 
