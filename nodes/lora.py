@@ -14,7 +14,10 @@ architecture is reported instead of half-applied):
 * diffusers / PEFT: ``unet.<module>.lora_A.weight`` / ``lora_B.weight``, ``text_encoder.…``,
   ``text_encoder_2.…`` (``lora_alpha`` from the ``lora_adapter_metadata`` entry), and the older ``…processor.to_q_lora.down.weight`` and
   ``…lora_linear_layer.up.weight`` spellings;
-* ComfyUI-style ``diffusion_model.<original module>.lora_…``.
+* ComfyUI-style ``diffusion_model.<original module>.lora_…``;
+* full differences (ComfyUI's LoraSave with ``full_diff`` / ``bias_diff``): ``<layer>.diff`` is added
+  to the layer's weight as it is (any layer with weights, norms included), ``<layer>.diff_b`` to its
+  bias — alone or alongside a low-rank pair for the same layer.
 """
 
 from __future__ import annotations
@@ -49,17 +52,47 @@ _KINDS = (
     ("_lora.down.weight", "down"),
     ("_lora.up.weight", "up"),
     (".alpha", "alpha"),
+    (".diff_b", "diff_b"),
+    (".diff", "diff"),
 )
-_UNSUPPORTED = (".lora_mid.weight", ".dora_scale", ".hada_w1_a", ".lokr_w1", ".diff", ".diff_b")
+_UNSUPPORTED = (".lora_mid.weight", ".dora_scale", ".hada_w1_a", ".lokr_w1")
 
 
 @dataclass
 class LoraPair:
-    """One adapted layer: ``up @ down`` scaled by ``alpha / rank``."""
+    """One adapted layer: ``up @ down`` scaled by ``alpha / rank``, plus any full weight (``diff``)
+    and bias (``diff_b``) differences."""
 
     down: torch.Tensor | None = None
     up: torch.Tensor | None = None
     alpha: float | None = None
+    diff: torch.Tensor | None = None
+    diff_b: torch.Tensor | None = None
+
+    @property
+    def complete(self) -> bool:
+        return (self.down is not None and self.up is not None) or self.diff is not None or self.diff_b is not None
+
+    def deltas(self, layer: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """Parameter name (``weight`` / ``bias``) → the change to add to it."""
+        out: dict[str, torch.Tensor] = {}
+        weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
+        if self.down is not None and self.up is not None:
+            if weight is None:
+                raise ValueError("the layer has no weight")
+            out["weight"] = self.delta(weight.shape)
+        if self.diff is not None:
+            if weight is None or self.diff.numel() != weight.numel():
+                raise ValueError(f"its diff is {tuple(self.diff.shape)}, layer weight is "
+                                 f"{None if weight is None else tuple(weight.shape)}")
+            full = self.diff.float().reshape(weight.shape)
+            out["weight"] = out["weight"] + full if "weight" in out else full
+        if self.diff_b is not None:
+            if bias is None or self.diff_b.numel() != bias.numel():
+                raise ValueError(f"its diff_b is {tuple(self.diff_b.shape)}, layer bias is "
+                                 f"{None if bias is None else tuple(bias.shape)}")
+            out["bias"] = self.diff_b.float().reshape(bias.shape)
+        return out
 
     def delta(self, shape: torch.Size) -> torch.Tensor:
         assert self.down is not None and self.up is not None
@@ -101,10 +134,11 @@ def read_lora(path: str | Path) -> LoraFile:
             if key.endswith(_UNSUPPORTED):
                 unsupported.append(key)
     _peft_alphas(pairs, weights.metadata.get("lora_adapter_metadata"))
-    complete = {k: p for k, p in pairs.items() if p.down is not None and p.up is not None}
+    complete = {k: p for k, p in pairs.items() if p.complete}
     if not complete:
         kind = " (its LoHa/LoKr/DoRA-style weights are not supported)" if unsupported else ""
-        raise CheckpointError(f"{Path(path).name} holds no LoRA weights (lora_down/lora_up or lora_A/lora_B pairs){kind}")
+        raise CheckpointError(f"{Path(path).name} holds no LoRA weights (lora_down/lora_up or lora_A/lora_B pairs, "
+                              f"diff/diff_b){kind}")
     return LoraFile(Path(path).name, complete, unsupported)
 
 
@@ -132,8 +166,12 @@ def _peft_alphas(pairs: dict[str, LoraPair], raw: str | None) -> None:
 # -- names -----------------------------------------------------------------------------------
 
 
+_LAYERS = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm)
+
+
 def _adaptable(module: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    return {n: m for n, m in module.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and n}
+    """Layers a LoRA may change: low-rank pairs adapt linear/conv layers, ``diff``/``diff_b`` any of these."""
+    return {n: m for n, m in module.named_modules() if isinstance(m, _LAYERS) and n}
 
 
 def _flat(name: str) -> str:
@@ -181,16 +219,19 @@ def text_encoder_lora_names(encoder: Any, index: int, count: int) -> dict[str, s
 
 
 def patched_copy(module: torch.nn.Module, deltas: Mapping[str, torch.Tensor], strength: float) -> torch.nn.Module:
-    """A clone sharing every tensor with ``module`` except the weights in ``deltas``, which are new."""
+    """A clone sharing every tensor with ``module`` except the parameters in ``deltas``, which are new.
+
+    ``deltas`` maps a parameter's path (``<layer>.weight`` / ``<layer>.bias``) to its change."""
     shared = {id(t): t for t in module.parameters()}
     shared.update({id(t): t for t in module.buffers()})
     clone = copy.deepcopy(module, memo=dict(shared))
     with torch.no_grad():
         for path, delta in deltas.items():
-            layer = clone.get_submodule(path)
-            base = layer.weight
+            owner, _, leaf = path.rpartition(".")
+            layer = clone.get_submodule(owner)
+            base = getattr(layer, leaf)
             new = (base.float() + delta.to(base.device) * strength).to(base.dtype)
-            layer.weight = torch.nn.Parameter(new, requires_grad=False)
+            setattr(layer, leaf, torch.nn.Parameter(new, requires_grad=False))
     return clone
 
 
@@ -202,13 +243,14 @@ def _match(lora: LoraFile, names: Mapping[str, str], layers: Mapping[str, torch.
         if path is None:
             continue
         used.add(key)
-        weight = layers[path].weight
         try:
-            delta = pair.delta(weight.shape)
+            changes = pair.deltas(layers[path])
         except ValueError as exc:
             wrong.append(f"{key}: {exc}")
             continue
-        deltas[path] = deltas[path] + delta if path in deltas else delta
+        for leaf, delta in changes.items():
+            param = f"{path}.{leaf}"
+            deltas[param] = deltas[param] + delta if param in deltas else delta
     return deltas, wrong
 
 
@@ -264,7 +306,11 @@ def apply_lora(
     if clip is not None and any(te_deltas) and strength_clip != 0:
         encoders = [patched_copy(e, d, strength_clip) if d else e for e, d in zip(clip.encoders, te_deltas)]
         new_clip = replace(clip, encoders=encoders, info={**clip.info, "loras": [*clip.info.get("loras", []), record]})
-    return LoraResult(new_model, new_clip, len(unet_deltas), sum(len(d) for d in te_deltas), unmatched)
+    return LoraResult(new_model, new_clip, _layers(unet_deltas), sum(_layers(d) for d in te_deltas), unmatched)
+
+
+def _layers(deltas: Mapping[str, torch.Tensor]) -> int:
+    return len({param.rpartition(".")[0] for param in deltas})
 
 
 # -- nodes -----------------------------------------------------------------------------------

@@ -158,3 +158,48 @@ def test_extracting_at_a_lower_rank_is_the_best_low_rank_approximation():
     up3, down3 = ms.extract_lora(conv, 36)
     assert up3.shape == (8, 8, 1, 1) and down3.shape == (8, 4, 3, 3)
     torch.testing.assert_close((up3.flatten(1) @ down3.flatten(1)).reshape(conv.shape), conv, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("lora_type", ["standard", "full_diff"])
+def test_a_bias_diff_lora_carries_bias_and_norm_changes_back(env, pair, lora_type):
+    """LoraSave with bias_diff writes ``.diff_b`` (biases) and ``.diff`` (norm weights; every weight
+    for full_diff) — nodes/lora.py reads them back and the fine-tune is reproduced."""
+    from dataclasses import replace
+
+    from latentgraph.nodes.lora import patched_copy
+
+    base = pair[0]
+    lora_file = make_tiny_lora(env.base / "src_lora_b.safetensors", "sd1", seed=3, rank=4, alpha=4.0)
+    tuned = apply_lora(read_lora(lora_file), base.model, base.clip, 1.0, 1.0)
+    g = torch.Generator().manual_seed(5)
+    shifts = {n: torch.randn(p.shape, generator=g) * 0.05 for n, p in tuned.model.unet.named_parameters()
+              if n.endswith(".bias") or (n.endswith(".weight") and p.ndim == 1)}
+    tuned_model = replace(tuned.model, unet=patched_copy(tuned.model.unet, shifts, 1.0))
+    te_shifts = {n: torch.randn(p.shape, generator=g) * 0.05 for n, p in tuned.clip.encoders[0].named_parameters()
+                 if n.startswith("text_model.encoder.") and n.endswith(".bias")}
+    tuned_clip = replace(tuned.clip, encoders=[patched_copy(tuned.clip.encoders[0], te_shifts, 1.0)])
+    (model_diff,) = mm.ModelMergeSubtract().execute(None, tuned_model, base.model, multiplier=1.0)
+    (clip_diff,) = mm.CLIPMergeSubtract().execute(None, tuned_clip, base.clip, multiplier=1.0)
+    result = ms.LoraSave().execute(env.ctx(), filename_prefix=f"loras/bias_{lora_type}", rank=4, lora_type=lora_type,
+                                   bias_diff=True, model_diff=model_diff, text_encoder_diff=clip_diff)
+    entry = result.ui["loras"][0]
+    path = env.settings.output_dir / entry["subfolder"] / entry["filename"]
+    with safe_open(str(path), "pt") as f:
+        keys = list(f.keys())
+    assert any(k.endswith(".diff_b") for k in keys) and any(k.endswith(".diff") for k in keys)
+    saved = read_lora(path)
+    rebuilt = apply_lora(saved, base.model, base.clip, 1.0, 1.0)
+    assert not rebuilt.unmatched and not saved.unsupported
+    got_params = dict(rebuilt.model.unet.named_parameters())
+    for name in list(shifts)[:20]:
+        torch.testing.assert_close(got_params[name], dict(tuned_model.unet.named_parameters())[name], atol=2e-3, rtol=1e-3)
+    want, got, plain = sample(tuned_model), sample(rebuilt.model), sample(base.model)
+    err = (got - want).abs().max()
+    assert err <= LORA_REL_TOL * want.abs().max(), err
+    assert err <= LORA_EFFECT_FRACTION * (want - plain).abs().max(), (err, (want - plain).abs().max())
+    ids = torch.tensor([[49406, 320, 1929, 49407] + [49407] * 73])
+    enc_want = tuned_clip.encoders[0](ids).last_hidden_state
+    enc_got = rebuilt.clip.encoders[0](ids).last_hidden_state
+    assert (enc_got - enc_want).abs().max() <= LORA_REL_TOL * enc_want.abs().max() * 10
+    # the base is untouched
+    assert not any(torch.equal(got_params[n], dict(base.model.unet.named_parameters())[n]) for n in list(shifts)[:5])

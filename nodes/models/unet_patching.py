@@ -46,16 +46,20 @@ def temporary_hooks(
     root: torch.nn.Module,
     forward: Mapping[str, Callable] | None = None,
     pre: Mapping[str, Callable] | None = None,
+    pre_kwargs: Mapping[str, Callable] | None = None,
 ) -> Iterator[None]:
     """torch hooks on ``root``'s sub-modules (by dotted name) for the ``with`` block only.
 
     ``forward[name](module, inputs, output) -> output | None``;
-    ``pre[name](module, inputs) -> inputs | None`` (torch's hook signatures).
+    ``pre[name](module, inputs) -> inputs | None``;
+    ``pre_kwargs[name](module, args, kwargs) -> (args, kwargs) | None`` (torch's hook signatures).
     """
     handles = []
     try:
         for name, fn in (pre or {}).items():
             handles.append(root.get_submodule(name).register_forward_pre_hook(fn))
+        for name, fn in (pre_kwargs or {}).items():
+            handles.append(root.get_submodule(name).register_forward_pre_hook(fn, with_kwargs=True))
         for name, fn in (forward or {}).items():
             handles.append(root.get_submodule(name).register_forward_hook(fn))
         yield

@@ -490,6 +490,8 @@ class Guider:
     def bind(self, latent_shape: Sequence[int], downscale: int) -> BoundGuider:
         config = self.model.unet.config
         rule = self.rule
+        if isinstance(rule, CFG) and self.model.options.get("disable_cfg1_optimization"):
+            rule = replace(rule, always_uncond=True)  # a patch (SAG) needs the negative even at cfg 1
         guidance_w = None
         if getattr(config, "time_cond_proj_dim", None) is not None and isinstance(rule, CFG):
             # Guidance-distilled (LCM) UNet: cfg goes in as an embedding, no unconditional pass.
