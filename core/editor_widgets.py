@@ -16,6 +16,10 @@ from latentgraph.node import InputSpec, NodeSpec
 
 #: The value that follows a seed widget in ``widgets_values``.
 CONTROL_MODES = frozenset({"fixed", "increment", "decrement", "randomize"})
+#: Control values older editors stored as a checkbox: ``true`` was "randomize", ``false`` "fixed".
+LEGACY_CONTROL = {True: "randomize", False: "fixed"}
+#: Values older editors left after the last widget (removed widgets, spacers): nothing to read.
+EMPTY_VALUES = ("", None)
 #: INT inputs the editor gives a control widget even when the node type does not say so.
 SEED_NAMES = frozenset({"seed", "noise_seed"})
 #: Values of an upload button widget (the editor appends it after the file COMBO).
@@ -41,7 +45,7 @@ def has_control(inp: InputSpec) -> bool:
 
 
 def is_control(value: Any) -> bool:
-    return isinstance(value, str) and value in CONTROL_MODES
+    return (isinstance(value, str) and value in CONTROL_MODES) or isinstance(value, bool)
 
 
 def take_widget(values: list[Any], pos: int, with_control: bool) -> tuple[Widget, int]:
@@ -50,7 +54,7 @@ def take_widget(values: list[Any], pos: int, with_control: bool) -> tuple[Widget
     widget = Widget(values[pos], home=(values, pos))
     pos += 1
     if with_control and pos < len(values) and is_control(values[pos]):
-        widget.control = values[pos]
+        widget.control = LEGACY_CONTROL.get(values[pos], values[pos]) if isinstance(values[pos], bool) else values[pos]
         pos += 1
     return widget, pos
 
@@ -59,7 +63,7 @@ def node_widgets(entry: Entry, spec: NodeSpec, problems: Problems) -> dict[str, 
     """A node's widget values by input name; a count that does not fit the spec is reported."""
     order = editor_widgets(spec)
     raw = entry.node.get("widgets_values")
-    if raw is None:
+    if raw is None or raw == []:  # saved without widget values (older editors, API exports): defaults
         return {w.name: Widget(w.default) for w in order if w.default is not None}
     if isinstance(raw, dict):  # some nodes save their widgets by name
         return {name: Widget(value) for name, value in raw.items() if name in spec.input_by_name}
@@ -76,6 +80,8 @@ def node_widgets(entry: Entry, spec: NodeSpec, problems: Problems) -> dict[str, 
             continue
         out[inp.name], pos = take_widget(raw, pos, has_control(inp))
     leftover = raw[pos:]
+    while leftover and leftover[-1] in EMPTY_VALUES and not isinstance(leftover[-1], bool):
+        leftover = leftover[:-1]
     if len(leftover) == 1 and isinstance(leftover[0], str) and leftover[0] in UPLOAD_VALUES and any(i.type == "COMBO" for i in spec.inputs):
         leftover = []
     if missing or leftover:

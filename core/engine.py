@@ -61,6 +61,10 @@ class Engine:
         host.call_safely("startup", registry=host.registry, settings=settings)
         return engine
 
+    def close(self) -> None:
+        """Stop the event loop async nodes run on (started by the first one; a daemon thread)."""
+        self.executor.close()
+
     def check(self, workflow: Any, *, targets: Iterable[str] | None = None) -> tuple[Graph | None, ErrorReport]:
         """Parse and validate API-format JSON (text, dict or :class:`Workflow`)."""
         if isinstance(workflow, (str, bytes)):

@@ -3,21 +3,40 @@
 Each node's cache key is a hash of its class, version, literal inputs and the keys of the nodes
 feeding it (Merkle style), so an edit re-runs exactly the edited node and its descendants.
 Intermediate values are dropped as soon as their last consumer has run; the cache keeps what fits.
+
+ComfyUI's execution model on top of that (docs/plugins.md, "Lists, lazy inputs, expansion, async"):
+
+- **Lists.** An output declared ``is_list`` carries a :class:`ListValue`; a node fed one runs once
+  per item (longest list wins, shorter ones repeat their last item), unless it declares
+  ``input_is_list`` and takes the whole lists. Each item's result is also cached on its own,
+  keyed by the items it read, so a list that grows re-runs only the new items.
+- **Lazy inputs** are left out of the plan; ``check_lazy_status`` names the ones a node needs, and
+  only those branches are planned (through the cache) and run.
+- **Expansion.** A node may return a subgraph (``NodeResult(expand=...)``); its nodes get stable
+  ids ``<node>.<call>.<local id>``, are validated, keyed and cached like any other, and the node's
+  outputs are read from them. Failures inside name the workflow node that expanded.
+- **Async.** ``async def execute`` runs on the engine's event loop thread; the executor keeps
+  running nodes that do not depend on it and collects it when done.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hashlib
+import inspect
 import os
+import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from latentgraph.cache import Cache
 from latentgraph.context import ExecutionContext, InterruptFlag
-from latentgraph.errors import Interrupted, NodeFailure, NodeInputError
+from latentgraph.errors import ErrorReport, Interrupted, NodeFailure, NodeInputError
 from latentgraph.events import (
     EventSink,
     ExecutionFailed,
@@ -33,6 +52,10 @@ from latentgraph.node import Node, NodeResult
 from latentgraph.registry import NodeRegistry
 from latentgraph.settings import Settings
 from latentgraph.validation import Graph, PlannedNode
+from latentgraph.workflow import Link
+
+_blake2b = hashlib.blake2b
+_SCALARS = (int, float, str, bool, type(None))
 
 
 class Hooks(Protocol):
@@ -80,8 +103,131 @@ class NodeOutputError(Exception):
     """A node returned something that does not match its declared outputs."""
 
 
+class ListValue(tuple):
+    """A list flowing along one link: each item is one value (ComfyUI's list outputs).
+
+    ``ids`` names each item for the per-item cache: a digest of the item itself for plain values
+    (int, float, str, bool, None), else of where it was made (node key, call, output, position).
+    A list of one item is never wrapped: it is that item.
+    """
+
+    ids: tuple[bytes, ...]
+
+    def __new__(cls, items: Any, ids: Any = ()) -> ListValue:
+        self = super().__new__(cls, items)
+        self.ids = tuple(ids)
+        return self
+
+    def __repr__(self) -> str:
+        return f"ListValue({list(self)!r})"
+
+
+def _content_id(value: Any) -> bytes | None:
+    if type(value) in _SCALARS:
+        return _blake2b(f"{type(value).__name__}:{value!r}".encode(), digest_size=16).digest()
+    return None
+
+
+def _as_list(items: list[Any], ids: list[bytes]) -> Any:
+    """One item is the item itself; otherwise a :class:`ListValue`."""
+    if len(items) == 1:
+        return items[0]
+    return ListValue(items, ids)
+
+
+class AsyncRunner:
+    """The engine's event loop, on its own daemon thread, started by the first async node."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def main() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                self._thread = threading.Thread(target=main, name="latentgraph-async-nodes", daemon=True)
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    def submit(self, coro: Any) -> concurrent.futures.Future:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Any) -> Any:
+        """Run a coroutine to completion from a non-loop thread."""
+        return self.submit(coro).result()
+
+    def close(self) -> None:
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not None:
+                thread.join(5)
+            if not loop.is_running():
+                loop.close()
+
+
+class _Run:
+    """The state of one run: values, what is pending, and the nodes added by expansion."""
+
+    def __init__(self, graph: Graph, keys: dict[str, bytes], result: RunResult, prompt_id: str,
+                 sink: EventSink, interrupt: InterruptFlag, extra: dict[str, Any]) -> None:
+        self.graph = graph
+        self.nodes: dict[str, PlannedNode] = graph.nodes  # copied on the first expansion
+        self.keys = keys
+        self.result = result
+        self.prompt_id = prompt_id
+        self.sink = sink
+        self.interrupt = interrupt
+        self.extra = extra
+        self.values: dict[str, tuple] = {}
+        #: How many pending consumers each value still has: dropped at zero.
+        self.pending: dict[str, int] = {}
+        #: Nodes whose links are counted in ``pending``.
+        self.planned: set[str] = set()
+        self.queue: deque[str] = deque()
+        #: Async nodes in flight: node id → (future, continuation).
+        self.inflight: dict[str, tuple[concurrent.futures.Future, Any]] = {}
+        #: In flight, or waiting for something in flight.
+        self.blocked: set[str] = set()
+        self.deferred: list[str] = []
+        #: Node instances kept between a lazy node's checks and its execution.
+        self.instances: dict[str, Node] = {}
+        #: Expanding nodes waiting for their subgraphs: id → (per-call results, ui list, mapped, start).
+        self.expansions: dict[str, Any] = {}
+        #: Expanded node id → the workflow node it came from.
+        self.origin: dict[str, str] = {}
+
+    def count_links(self, nid: str) -> None:
+        if nid in self.planned:
+            return
+        self.planned.add(nid)
+        pending = self.pending
+        for link in self.nodes[nid].links.values():
+            pending[link.node_id] = pending.get(link.node_id, 0) + 1
+
+    def release(self, node_id: str) -> None:
+        left = self.pending.get(node_id, 0) - 1
+        self.pending[node_id] = left
+        if left <= 0:
+            self.values.pop(node_id, None)
+
+
 class Executor:
-    """Executes graphs against one cache; outlives a run."""
+    """Executes graphs against one cache; outlives a run. Several threads may run at once."""
 
     def __init__(
         self,
@@ -94,6 +240,10 @@ class Executor:
         self.cache = cache
         self.settings = settings
         self.hooks = hooks if hooks is not None and hooks.enabled else None
+        self.runner = AsyncRunner()
+
+    def close(self) -> None:
+        self.runner.close()
 
     def run(
         self,
@@ -112,31 +262,58 @@ class Executor:
         sink(ExecutionStarted(prompt_id, tuple(graph.order)))
 
         keys = self._keys(graph)
-        values, to_run = self._plan(graph, keys, result)
+        run = _Run(graph, keys, result, prompt_id, sink, interrupt, extra)
+        values, to_run, lazy_seen = self._plan(graph, keys, result)
+        run.values = values
         running = set(to_run)
-        result.cached = [nid for nid in graph.order if nid not in running]
+        if lazy_seen:  # nodes behind a lazy input of a node that runs are neither run nor cached (yet)
+            reached = self._reached(graph, running)
+            result.cached = [nid for nid in graph.order if nid not in running and nid in reached]
+        else:
+            result.cached = [nid for nid in graph.order if nid not in running]
         sink(NodesCached(prompt_id, tuple(result.cached)))  # also when empty, like ComfyUI
 
-        # How many pending consumers each value still has: dropped at zero.
-        pending: dict[str, int] = {}
+        pending = run.pending
         for nid in to_run:
             for link in graph.nodes[nid].links.values():
                 pending[link.node_id] = pending.get(link.node_id, 0) + 1
+        run.planned = running
+        queue = run.queue
+        queue.extend(to_run)
 
         current: PlannedNode | None = None
+        done = result.seconds  # a node is done once it has a time
+        values, put, executed, ui_outputs, hooks = run.values, self.cache.put, result.executed, result.outputs, self.hooks
+        execute, popleft = self._execute, queue.popleft
         try:
-            for nid in to_run:
+            while queue or run.inflight:
+                if not queue:
+                    self._collect(run)
+                    continue
+                nid = popleft()
+                if nid in done:  # already run early for a lazy input or an expansion
+                    continue
+                current = node = run.nodes[nid]
                 if interrupt.is_set():
                     raise Interrupted(f"interrupted before node {nid}")
-                current = node = graph.nodes[nid]
-                outputs, ui, seconds = self._execute(node, values, prompt_id, sink, interrupt, extra)
+                if run.blocked and self._waits(run, node):
+                    run.blocked.add(nid)
+                    run.deferred.append(nid)
+                    continue
+                finished = execute(node, run)
+                if finished is None:
+                    continue
+                # commit (inline: this loop is the per-node overhead; see _commit)
+                outputs, ui, seconds = finished
                 values[nid] = outputs
-                self.cache.put(keys[nid], outputs, ui)
-                result.executed.append(nid)
-                result.seconds[nid] = seconds
+                put(run.keys[nid], outputs, ui)
+                executed.append(nid)
+                done[nid] = seconds
                 if ui is not None and node.spec.output_node:
-                    result.outputs[nid] = ui
+                    ui_outputs[nid] = ui
                 sink(NodeFinished(prompt_id, nid, node.class_type, ui, seconds))
+                if hooks:
+                    hooks.after_node(prompt_id, nid, node.class_type, seconds)
                 for link in node.links.values():
                     left = pending[link.node_id] - 1
                     pending[link.node_id] = left
@@ -145,17 +322,21 @@ class Executor:
                 if pending.get(nid, 0) == 0:
                     values.pop(nid, None)
         except Interrupted:
+            self._cancel(run)
             result.status = "interrupted"
-            result.interrupted_at = current.id if current is not None and current.id not in result.executed else None
+            if current is not None and current.id not in done:
+                result.interrupted_at = run.origin.get(current.id, current.id)
+            at = result.interrupted_at
             sink(
                 ExecutionInterrupted(
                     prompt_id,
-                    result.interrupted_at,
-                    current.class_type if result.interrupted_at and current else None,
+                    at,
+                    run.nodes[at].class_type if at is not None else None,
                     tuple(result.executed),
                 )
             )
         except _NodeFailed as failed:
+            self._cancel(run)
             result.status = "error"
             result.failure = failed.failure
             if self.hooks:
@@ -164,7 +345,9 @@ class Executor:
         else:
             sink(ExecutionSucceeded(prompt_id, result.outputs))
         finally:
-            values.clear()
+            run.values.clear()
+            run.instances.clear()
+            run.expansions.clear()
         result.total_seconds = time.perf_counter() - started
         return result
 
@@ -173,7 +356,7 @@ class Executor:
         """Merkle cache keys in dependency order."""
         keys: dict[str, bytes] = {}
         fingerprints: dict[type[Node], bool] = {}
-        blake2b = hashlib.blake2b
+        blake2b = _blake2b
         for nid in graph.order:
             node = graph.nodes[nid]
             node_type = node.node_type
@@ -193,20 +376,23 @@ class Executor:
         try:
             fp = node.node_type.fingerprint(self.settings, node.literals)
         except Exception:  # cannot tell what changed: treat as changed
-            fp = None
+            return "nonce:" + os.urandom(8).hex()
         if fp is None and not node.spec.deterministic:
             return "nonce:" + os.urandom(8).hex()  # never served from cache
         return f"fp:{fp}"
 
-    def _plan(self, graph: Graph, keys: dict[str, bytes], result: RunResult) -> tuple[dict[str, tuple], list[str]]:
-        """Walk back from the outputs: a cached node ends the walk along its branch."""
+    def _plan(self, graph: Graph, keys: dict[str, bytes], result: RunResult) -> tuple[dict[str, tuple], list[str], bool]:
+        """Walk back from the outputs: a cached node ends the walk along its branch; so does a
+        lazy input (planned when its node asks for it)."""
         values: dict[str, tuple] = {}
         needed = set(graph.outputs)
         to_run: list[str] = []
+        lazy_seen = False
+        get = self.cache.get
         for nid in reversed(graph.order):
             if nid not in needed:
                 continue
-            entry = self.cache.get(keys[nid])
+            entry = get(keys[nid])
             node = graph.nodes[nid]
             if entry is not None:
                 values[nid] = entry.outputs
@@ -214,49 +400,466 @@ class Executor:
                     result.outputs[nid] = entry.ui
                 continue
             to_run.append(nid)
-            needed.update(link.node_id for link in node.links.values())
+            lazy = node.spec.lazy_inputs
+            if lazy:
+                lazy_seen = True
+                needed.update(link.node_id for name, link in node.links.items() if name not in lazy)
+            else:
+                needed.update(link.node_id for link in node.links.values())
         to_run.reverse()
-        return values, to_run
+        return values, to_run, lazy_seen
+
+    @staticmethod
+    def _reached(graph: Graph, running: set[str]) -> set[str]:
+        """Nodes the outputs reach without passing a lazy input of a node that runs."""
+        reached: set[str] = set()
+        stack = list(graph.outputs)
+        while stack:
+            nid = stack.pop()
+            if nid in reached:
+                continue
+            reached.add(nid)
+            node = graph.nodes[nid]
+            lazy = node.spec.lazy_inputs if nid in running else ()
+            stack.extend(link.node_id for name, link in node.links.items() if name not in lazy)
+        return reached
+
+    def _require(self, run: _Run, targets: list[str]) -> list[str]:
+        """Make ``targets`` available: from the cache where it can, else plan them (and what they
+        need) to run now. Returns the nodes to run, in dependency order."""
+        values, nodes, result = run.values, run.nodes, run.result
+        order: list[str] = []
+        seen: set[str] = set()
+        stack: list[tuple[str, bool]] = [(t, False) for t in reversed(targets)]
+        while stack:
+            nid, ready = stack.pop()
+            if ready:
+                order.append(nid)
+                continue
+            if nid in seen or nid in values or nid in run.blocked:
+                continue
+            seen.add(nid)
+            entry = self.cache.get(run.keys[nid])
+            node = nodes[nid]
+            if entry is not None:
+                values[nid] = entry.outputs
+                result.cached.append(nid)
+                if node.spec.output_node and entry.ui is not None:
+                    result.outputs[nid] = entry.ui
+                continue
+            stack.append((nid, True))
+            lazy = node.spec.lazy_inputs
+            for name, link in reversed(list(node.links.items())):
+                if name not in lazy:
+                    stack.append((link.node_id, False))
+        for nid in order:
+            run.count_links(nid)
+        return order
+
+    @staticmethod
+    def _waits(run: _Run, node: PlannedNode) -> bool:
+        """Whether a node reads something in flight (or waiting for it)."""
+        blocked = run.blocked
+        if any(link.node_id in blocked for link in node.links.values()):
+            return True
+        expansion = run.expansions.get(node.id)
+        return expansion is not None and any(t in blocked for t in expansion[2])
 
     # -- running one node -------------------------------------------------------------------
-    def _execute(
-        self,
-        node: PlannedNode,
-        values: dict[str, tuple],
-        prompt_id: str,
-        sink: EventSink,
-        interrupt: InterruptFlag,
-        extra: dict[str, Any],
-    ) -> tuple[tuple[Any, ...], dict[str, Any] | None, float]:
+    def _commit(self, run: _Run, node: PlannedNode, outputs: tuple, ui: dict[str, Any] | None, seconds: float) -> None:
+        nid = node.id
+        result = run.result
+        run.values[nid] = outputs
+        self.cache.put(run.keys[nid], outputs, ui)
+        result.executed.append(nid)
+        result.seconds[nid] = seconds
+        if ui is not None and node.spec.output_node:
+            result.outputs[nid] = ui
+        run.sink(NodeFinished(run.prompt_id, nid, node.class_type, ui, seconds))
+        if self.hooks:
+            self.hooks.after_node(run.prompt_id, nid, node.class_type, seconds)
+        pending, values = run.pending, run.values
+        for link in node.links.values():
+            left = pending[link.node_id] - 1
+            pending[link.node_id] = left
+            if left == 0:
+                values.pop(link.node_id, None)
+        if pending.get(nid, 0) == 0:
+            values.pop(nid, None)
+
+    def _execute(self, node: PlannedNode, run: _Run) -> tuple[tuple[Any, ...], dict[str, Any] | None, float] | None:
+        """Run one node; ``None`` when it cannot finish yet (it asked for lazy inputs, expanded,
+        or awaits): it is queued again or collected when its coroutine is done."""
+        if run.expansions and node.id in run.expansions:
+            return self._resolve_expansion(node, run)
+        spec = node.spec
+        values = run.values
         kwargs = dict(node.literals)
+        mapped = False
+        lazy = spec.lazy_inputs
         for name, link in node.links.items():
-            kwargs[name] = values[link.node_id][link.output]
-        sink(NodeStarted(prompt_id, node.id, node.class_type))
-        hooks = self.hooks
-        if hooks:
-            hooks.before_node(prompt_id, node.id, node.class_type)
+            try:
+                value = values[link.node_id][link.output]
+            except KeyError:
+                if name not in lazy:
+                    raise
+                kwargs[name] = None
+                continue
+            if type(value) is ListValue:
+                mapped = True
+            kwargs[name] = value
+        instance = (run.instances.pop(node.id, None) if lazy else None) or node.node_type()
         ctx = ExecutionContext(
-            prompt_id=prompt_id,
+            prompt_id=run.prompt_id,
             node_id=node.id,
             class_type=node.class_type,
             settings=self.settings,
             registry=self.registry,
-            sink=sink,
-            interrupt=interrupt,
-            extra=extra,
+            sink=run.sink,
+            interrupt=run.interrupt,
+            extra=run.extra,
         )
+        if lazy:
+            try:
+                wanted = self._lazy_wanted(node, instance, ctx, kwargs, mapped, run)
+            except Interrupted:
+                raise
+            except Exception as exc:
+                raise _NodeFailed(self._failure(run, node, exc)) from exc
+            if wanted:
+                sources = [node.links[name].node_id for name in wanted]
+                first = self._require(run, sources)
+                run.instances[node.id] = instance
+                run.queue.appendleft(node.id)
+                run.queue.extendleft(reversed(first))
+                return None
+        run.sink(NodeStarted(run.prompt_id, node.id, node.class_type))
+        hooks = self.hooks
+        if hooks:
+            hooks.before_node(run.prompt_id, node.id, node.class_type)
         start = time.perf_counter()
         try:
-            returned = node.node_type().execute(ctx, **kwargs)
-            outputs, ui = _normalise(node, returned)
-        except Interrupted:
+            if mapped and not spec.input_is_list:
+                calls, state = self._map(node, run, instance, ctx, kwargs, start)
+            else:
+                if spec.input_is_list:
+                    kwargs = {k: list(v) if type(v) is ListValue else [v] for k, v in kwargs.items()}
+                returned = instance.execute(ctx, **kwargs)
+                if type(returned) is tuple and not spec.any_list_output:  # the common case
+                    if len(returned) != len(spec.outputs):
+                        raise NodeOutputError(
+                            f"execute() returned {len(returned)} value(s) for {len(spec.outputs)} declared output(s)"
+                        )
+                    return returned, None, time.perf_counter() - start
+                calls = [returned]
+                state = _Calls([None], [None], [run.keys[node.id]], False, start)
+            if any(inspect.iscoroutine(c) for c in calls):
+                return self._submit(run, node, calls, state)
+            return self._finish(run, node, calls, state)
+        except (Interrupted, _NodeFailed):
             raise
         except Exception as exc:
-            raise _NodeFailed(_failure(node, exc)) from exc
-        seconds = time.perf_counter() - start
-        if hooks:
-            hooks.after_node(prompt_id, node.id, node.class_type, seconds)
-        return outputs, ui, seconds
+            raise _NodeFailed(self._failure(run, node, exc)) from exc
+
+    def _lazy_wanted(self, node: PlannedNode, instance: Node, ctx: ExecutionContext, kwargs: dict[str, Any],
+                     mapped: bool, run: _Run) -> list[str]:
+        """Lazy inputs the node asks for that are linked and not evaluated yet."""
+        if node.spec.input_is_list:
+            asked = [instance.check_lazy_status(ctx, **{k: list(v) if type(v) is ListValue else [v] for k, v in kwargs.items()})]
+        elif mapped:
+            asked = [instance.check_lazy_status(ctx, **item) for item in _items(kwargs)]
+        else:
+            asked = [instance.check_lazy_status(ctx, **kwargs)]
+        names: list[str] = []
+        for answer in asked:
+            if inspect.iscoroutine(answer):
+                answer = self.runner.run(answer)
+            for name in answer or ():
+                if (isinstance(name, str) and name in node.spec.lazy_inputs and name in node.links
+                        and node.links[name].node_id not in run.values and name not in names):
+                    names.append(name)
+        return names
+
+    def _map(self, node: PlannedNode, run: _Run, instance: Node, ctx: ExecutionContext,
+             kwargs: dict[str, Any], start: float) -> tuple[list[Any], _Calls]:
+        """Run the node once per item of its list inputs (longest list; shorter ones repeat
+        their last item), each item's result served from or stored in the per-item cache."""
+        spec = node.spec
+        lists = {k: v for k, v in kwargs.items() if type(v) is ListValue}
+        state = _Calls([], [], [], True, start)
+        if any(len(v) == 0 for v in lists.values()):
+            return [], state
+        length = max(len(v) for v in lists.values())
+        per_item = spec.deterministic
+        base = ""
+        if per_item:
+            parts = [spec.name, spec.version, node.literal_key]
+            if node.node_type.fingerprint.__func__ is not Node.fingerprint.__func__:
+                fp = self._fingerprint(node)
+                per_item = not fp.startswith("nonce:")
+                parts.append(fp)
+            for name, link in sorted(node.links.items()):
+                if name not in lists:
+                    known = name in kwargs and (kwargs[name] is not None or link.node_id in run.values)
+                    parts.append(f"{name}={run.keys[link.node_id].hex() if known else '-'}:{link.output}")
+            base = "\x1f".join(parts)
+        calls: list[Any] = []
+        for i, item in enumerate(_items(kwargs, lists, length)):
+            if per_item:
+                ids = "".join(f"\x1f{k}#{v.ids[min(i, len(v) - 1)].hex()}" for k, v in sorted(lists.items()))
+                key = _blake2b(("item\x1f" + base + ids).encode(), digest_size=16).digest()
+                entry = self.cache.get(key)
+                state.origins.append(key)
+                state.put_keys.append(key)
+                if entry is not None:
+                    calls.append(None)
+                    state.served.append(entry)
+                    continue
+            else:
+                state.origins.append(_blake2b(run.keys[node.id] + i.to_bytes(8, "little"), digest_size=16).digest())
+                state.put_keys.append(None)
+            ctx.check_interrupted()
+            calls.append(instance.execute(ctx, **item))
+            state.served.append(None)
+        return calls, state
+
+    def _submit(self, run: _Run, node: PlannedNode, calls: list[Any], state: _Calls) -> None:
+        """Start a node's coroutines on the engine loop; collected by :meth:`_collect`."""
+
+        async def gather() -> list[Any]:
+            return list(await asyncio.gather(*(c if inspect.iscoroutine(c) else _ready(c) for c in calls)))
+
+        future = self.runner.submit(gather())
+        run.inflight[node.id] = (future, state)
+        run.blocked.add(node.id)
+        return None
+
+    def _collect(self, run: _Run) -> None:
+        """Wait for one async node (or more) to finish; re-queue what was waiting for it."""
+        while True:
+            futures = {f: nid for nid, (f, _) in run.inflight.items()}
+            done, _ = concurrent.futures.wait(futures, timeout=0.05, return_when=concurrent.futures.FIRST_COMPLETED)
+            if done:
+                break
+            if run.interrupt.is_set():
+                raise Interrupted(f"interrupted at node {next(iter(run.inflight))}")
+        for future in done:
+            nid = futures[future]
+            _, state = run.inflight.pop(nid)
+            node = run.nodes[nid]
+            try:
+                returned = future.result()
+                finished = self._finish(run, node, returned, state)
+            except (Interrupted, _NodeFailed):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - CancelledError too
+                raise _NodeFailed(self._failure(run, node, exc)) from exc
+            if finished is not None:
+                self._commit(run, node, *finished)
+        run.blocked = set(run.inflight)
+        if run.deferred:
+            run.queue.extendleft(reversed(run.deferred))
+            run.deferred = []
+
+    def _cancel(self, run: _Run) -> None:
+        for future, _ in run.inflight.values():
+            future.cancel()
+        run.inflight.clear()
+
+    def _finish(self, run: _Run, node: PlannedNode, calls: list[Any],
+                state: _Calls) -> tuple[tuple[Any, ...], dict[str, Any] | None, float] | None:
+        """Per-call results → the node's outputs (lists merged), or an expansion to run first."""
+        spec = node.spec
+        if not state.mapped and type(calls[0]) is tuple and not spec.any_list_output:
+            outputs = calls[0]  # the common case
+            if len(outputs) != len(spec.outputs):
+                raise NodeOutputError(
+                    f"execute() returned {len(outputs)} value(s) for {len(spec.outputs)} declared output(s)"
+                )
+            return outputs, None, time.perf_counter() - state.start
+        results: list[tuple[tuple, dict | None, Any]] = []
+        expanding = False
+        for returned, entry, key in zip(calls, state.served, state.put_keys):
+            if entry is not None:  # from the per-item cache
+                results.append((entry.outputs, entry.ui, None))
+                continue
+            outputs, ui, expand = _normalise(node, returned)
+            if expand is not None:
+                expanding = True
+            elif key is not None:
+                self.cache.put(key, outputs, ui)
+            results.append((outputs, ui, expand))
+        if expanding:
+            return self._expand(run, node, results, state)
+        outputs, ui = self._merge(node, results, state)
+        return outputs, ui, time.perf_counter() - state.start
+
+    def _merge(self, node: PlannedNode, results: list[tuple[tuple, dict | None, Any]],
+               state: _Calls) -> tuple[tuple[Any, ...], dict[str, Any] | None]:
+        """ComfyUI's merge: a list output's lists are joined; other outputs collect one value per
+        call (a list when the node was mapped)."""
+        spec = node.spec
+        uis = [ui for _, ui, _ in results if ui]
+        ui: dict[str, Any] | None
+        if not uis:
+            ui = None
+        elif len(results) == 1:
+            ui = uis[0]
+        else:
+            ui = {k: [y for u in uis for y in (u.get(k) or ())] for k in uis[0]}
+        merged = []
+        for k, is_list in enumerate(spec.output_is_list):
+            if not is_list and not state.mapped:
+                merged.append(results[0][0][k])
+                continue
+            items: list[Any] = []
+            ids: list[bytes] = []
+            for i, (outs, _, _) in enumerate(results):
+                origin = state.origins[i]
+                value = outs[k]
+                if is_list:
+                    for j, x in enumerate(_listed(value)):
+                        items.append(x)
+                        ids.append(_content_id(x) or _blake2b(origin + bytes((k % 256,)) + j.to_bytes(8, "little"), digest_size=16).digest())
+                else:
+                    items.append(value)
+                    ids.append(_content_id(value) or _blake2b(origin + bytes((k % 256,)), digest_size=16).digest())
+            merged.append(_as_list(items, ids))
+        return tuple(merged), ui
+
+    # -- expansion --------------------------------------------------------------------------
+    def _expand(self, run: _Run, node: PlannedNode, results: list[tuple[tuple, dict | None, Any]], state: _Calls) -> None:
+        """Add each call's subgraph to the run (stable ids ``<node>.<call>.<local>``), plan what
+        its outputs need, and queue the node again to read them."""
+        from latentgraph.validation import _ChoiceCache, _check_node
+        from latentgraph.workflow import Workflow, WorkflowNode, parse_workflow
+
+        if run.nodes is run.graph.nodes:
+            run.nodes = dict(run.graph.nodes)
+        nodes = run.nodes
+        origin = run.origin.get(node.id, node.id)
+        resolved: list[tuple[tuple, dict | None]] = []
+        targets: list[str] = []
+        added: list[str] = []
+        for i, (outputs, ui, expand) in enumerate(results):
+            if expand is None:
+                resolved.append((outputs, ui))
+                continue
+            graph = expand.finalize() if hasattr(expand, "finalize") else expand
+            if not isinstance(graph, dict):
+                raise NodeOutputError(f"expand must be a dict of nodes or a GraphBuilder, got {type(graph).__name__}")
+            prefix = f"{node.id}.{i}."
+            local = {str(k) for k in graph}
+            workflow, report = parse_workflow(graph) if graph else (Workflow(), ErrorReport())
+            if report:
+                raise NodeOutputError(f"expanded subgraph is malformed: {_report_text(report)}")
+
+            def rename(link: Link) -> Link:
+                if link.node_id in local:
+                    return Link(prefix + link.node_id, link.output)
+                if link.node_id == node.id:
+                    raise NodeOutputError("expanded subgraph links to the node that expands into it")
+                if link.node_id not in nodes:
+                    raise NodeOutputError(f"expanded subgraph links to node '{link.node_id}', which does not exist")
+                return link
+
+            new = Workflow()
+            for wn in workflow.nodes.values():
+                inputs = {k: rename(v) if isinstance(v, Link) else v for k, v in wn.inputs.items()}
+                new.nodes[prefix + wn.id] = WorkflowNode(prefix + wn.id, wn.class_type, inputs, wn.title)
+            outs = tuple(
+                rename(Link(str(v[0]), int(v[1]))) if _is_link(v) else v for v in (outputs or ())
+            )
+            resolved.append((outs, ui))
+            targets.extend(v.node_id for v in outs if isinstance(v, Link))
+            # validate the new nodes against the registry, links into the enclosing graph included
+            lookup = Workflow(dict(new.nodes))
+            types = {}
+            for wn in new.nodes.values():
+                for v in wn.inputs.values():
+                    if isinstance(v, Link) and v.node_id not in new.nodes:
+                        outer = nodes[v.node_id]
+                        lookup.nodes.setdefault(v.node_id, WorkflowNode(v.node_id, outer.class_type, {}))
+                        types[v.node_id] = outer.node_type
+            report = ErrorReport()
+            for wn in new.nodes.values():
+                t = self.registry.get(wn.class_type, wn.inputs)
+                if t is None:
+                    raise NodeOutputError(f"expanded node '{wn.id}' has unknown type '{wn.class_type}'")
+                types[wn.id] = t
+            choices = _ChoiceCache(self.settings, self.registry)
+            planned = {}
+            for wn in new.nodes.values():
+                item = _check_node(wn, types[wn.id], lookup, types, self.registry, self.settings, choices, report)
+                if item is not None:
+                    planned[wn.id] = item
+            if report:
+                raise NodeOutputError(f"expanded subgraph is invalid: {_report_text(report)}")
+            for nid in _topological(planned):
+                nodes[nid] = planned[nid]
+                run.origin[nid] = origin
+                run.keys[nid] = self._key(planned[nid], run.keys)
+                added.append(nid)
+                if planned[nid].spec.output_node:
+                    targets.append(nid)
+        for t in targets:
+            run.pending[t] = run.pending.get(t, 0) + 1
+        first = self._require(run, targets)
+        run.expansions[node.id] = (resolved, state, targets)
+        run.queue.appendleft(node.id)
+        run.queue.extendleft(reversed(first))
+        return None
+
+    def _resolve_expansion(self, node: PlannedNode, run: _Run) -> tuple[tuple[Any, ...], dict[str, Any] | None, float]:
+        resolved, state, targets = run.expansions.pop(node.id)
+        values = run.values
+        results = []
+        try:
+            for outputs, ui in resolved:
+                outs = tuple(values[v.node_id][v.output] if isinstance(v, Link) else v for v in outputs)
+                if len(outs) != len(node.spec.outputs):
+                    raise NodeOutputError(
+                        f"expansion gives {len(outs)} value(s) for {len(node.spec.outputs)} declared output(s)"
+                    )
+                results.append((outs, ui, None))
+            outputs, ui = self._merge(node, results, state)
+        except Exception as exc:
+            raise _NodeFailed(self._failure(run, node, exc)) from exc
+        for t in targets:
+            run.release(t)
+        return outputs, ui, time.perf_counter() - state.start
+
+    def _key(self, node: PlannedNode, keys: dict[str, bytes]) -> bytes:
+        spec = node.spec
+        parts = [spec.name, spec.version, node.literal_key]
+        for name, link in sorted(node.links.items()):
+            parts.append(f"{name}={keys[link.node_id].hex()}:{link.output}")
+        if node.node_type.fingerprint.__func__ is not Node.fingerprint.__func__ or not spec.deterministic:
+            parts.append(self._fingerprint(node))
+        return _blake2b("\x1f".join(parts).encode(), digest_size=16).digest()
+
+    def _failure(self, run: _Run, node: PlannedNode, exc: BaseException) -> NodeFailure:
+        failure = _failure(node, exc)
+        origin = run.origin.get(node.id)
+        if origin is not None:
+            top = run.nodes[origin]
+            failure.message = f"{failure.message} (in node '{node.id}' ({node.class_type}) expanded from node '{origin}')"
+            failure.node_id, failure.class_type = origin, top.class_type
+        return failure
+
+
+@dataclass(slots=True)
+class _Calls:
+    """What the calls of one node execution need to become its outputs."""
+
+    #: Per call: the per-item cache entry that served it, or None.
+    served: list[Any]
+    #: Per call: where to store its result in the per-item cache, or None.
+    put_keys: list[bytes | None]
+    #: Per call: the digest its list items are named after.
+    origins: list[bytes]
+    mapped: bool
+    start: float
 
 
 class _NodeFailed(Exception):
@@ -264,21 +867,89 @@ class _NodeFailed(Exception):
         self.failure = failure
 
 
-def _normalise(node: PlannedNode, returned: Any) -> tuple[tuple[Any, ...], dict[str, Any] | None]:
+async def _ready(value: Any) -> Any:
+    return value
+
+
+def _items(kwargs: dict[str, Any], lists: dict[str, ListValue] | None = None, length: int | None = None):
+    """The keyword arguments of each call of a node mapped over its list inputs."""
+    if lists is None:
+        lists = {k: v for k, v in kwargs.items() if type(v) is ListValue}
+        length = max((len(v) for v in lists.values()), default=1)
+    for i in range(length or 0):
+        item = dict(kwargs)
+        for k, v in lists.items():
+            if len(v):
+                item[k] = v[i if i < len(v) else -1]
+        yield item
+
+
+def _listed(value: Any) -> list[Any]:
+    if type(value) is ListValue:
+        return list(value)
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise NodeOutputError(f"an output declared as a list must be a list, got {type(value).__name__}")
+
+
+def _is_link(value: Any) -> bool:
+    return (
+        isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
+        and not isinstance(value[0], bool) and isinstance(value[1], int) and not isinstance(value[1], bool)
+    )
+
+
+def _topological(planned: dict[str, PlannedNode]) -> list[str]:
+    order: list[str] = []
+    state: dict[str, int] = {}
+    for root in planned:
+        stack = [(root, False)]
+        while stack:
+            nid, ready = stack.pop()
+            if ready:
+                state[nid] = 2
+                order.append(nid)
+                continue
+            if state.get(nid):
+                if state[nid] == 1:
+                    continue
+                continue
+            state[nid] = 1
+            stack.append((nid, True))
+            for link in planned[nid].links.values():
+                if link.node_id in planned and not state.get(link.node_id):
+                    stack.append((link.node_id, False))
+    return order
+
+
+def _report_text(report: ErrorReport) -> str:
+    parts = []
+    for node_id, errors in getattr(report, "node_errors", {}).items():
+        for e in getattr(errors, "errors", errors) or ():
+            parts.append(f"node '{node_id}': {getattr(e, 'message', e)}")
+    if getattr(report, "error", None) is not None:
+        parts.append(report.error.message)
+    return "; ".join(parts[:5]) or "see the node's inputs"
+
+
+def _normalise(node: PlannedNode, returned: Any) -> tuple[tuple[Any, ...], dict[str, Any] | None, Any]:
+    expand = None
     if isinstance(returned, NodeResult):
-        outputs, ui = tuple(returned.outputs), returned.ui
+        outputs, ui, expand = tuple(returned.outputs), returned.ui, returned.expand
     elif isinstance(returned, tuple):
         outputs, ui = returned, None
     elif returned is None and not node.spec.outputs:
         outputs, ui = (), None
     else:
         raise NodeOutputError(f"execute() must return a tuple or NodeResult, got {type(returned).__name__}")
+    if expand is not None and not outputs and node.spec.outputs:
+        outputs = (None,) * len(node.spec.outputs)
     if len(outputs) != len(node.spec.outputs):
         raise NodeOutputError(f"execute() returned {len(outputs)} value(s) for {len(node.spec.outputs)} declared output(s)")
-    return outputs, ui
+    return outputs, ui, expand
 
 
-def _failure(node: PlannedNode, exc: Exception) -> NodeFailure:
+def _failure(node: PlannedNode, exc: BaseException) -> NodeFailure:
     plugin = node.node_type.plugin_name
     message = str(exc) or type(exc).__name__
     if plugin and plugin != "latentgraph":
@@ -292,4 +963,3 @@ def _failure(node: PlannedNode, exc: Exception) -> NodeFailure:
         plugin=plugin,
         input_name=exc.input_name if isinstance(exc, NodeInputError) else None,
     )
-

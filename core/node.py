@@ -49,6 +49,9 @@ class InputSpec:
     strict_choices: bool = True
     #: Extra editor options passed through to ``/object_info`` (e.g. ``{"image_upload": True}``).
     editor_options: Mapping[str, Any] | None = None
+    #: Evaluated only when the node asks for it (``Node.check_lazy_status``); until then the
+    #: node sees ``None``. Still linked in the workflow (as in ComfyUI).
+    lazy: bool = False
 
     @property
     def is_widget(self) -> bool:
@@ -67,6 +70,9 @@ class InputSpec:
 class OutputSpec:
     type: str
     name: str = ""
+    #: The node returns a Python list for this output; each item is one value downstream, and a
+    #: node after it runs once per item (ComfyUI's ``OUTPUT_IS_LIST``).
+    is_list: bool = False
 
     @property
     def label(self) -> str:
@@ -93,10 +99,21 @@ class NodeSpec:
     #: Older forms of a node this type now runs: ``(class_type, inputs that only the old form
     #: has)``. A workflow node of that class with all those inputs resolves to this type.
     legacy_forms: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: The node receives every input as a whole list (one call), instead of being run once per
+    #: item of its list inputs (ComfyUI's ``INPUT_IS_LIST``).
+    input_is_list: bool = False
     input_by_name: Mapping[str, InputSpec] = field(init=False, repr=False, compare=False)
+    #: Names of the lazy inputs (derived).
+    lazy_inputs: frozenset[str] = field(init=False, repr=False, compare=False)
+    #: Per output: declared as a list (derived; ``/object_info``'s ``output_is_list``).
+    output_is_list: tuple[bool, ...] = field(init=False, repr=False, compare=False)
+    any_list_output: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_by_name", {i.name: i for i in self.inputs})
+        object.__setattr__(self, "lazy_inputs", frozenset(i.name for i in self.inputs if i.lazy))
+        object.__setattr__(self, "output_is_list", tuple(o.is_list for o in self.outputs))
+        object.__setattr__(self, "any_list_output", any(self.output_is_list))
 
     @property
     def title(self) -> str:
@@ -114,6 +131,9 @@ class NodeResult:
     outputs: tuple[Any, ...] = ()
     #: Shown to the user: e.g. ``{"images": [{"filename", "subfolder", "type"}]}``.
     ui: dict[str, Any] | None = None
+    #: Node expansion: a subgraph (API-format dict or :class:`GraphBuilder`) run in this node's
+    #: place; ``outputs`` may then hold links ``[local_id, output]`` into it (``ref.out(i)``).
+    expand: Any = None
 
 
 class Node:
@@ -125,7 +145,14 @@ class Node:
     plugin_name: ClassVar[str] = "latentgraph"
 
     def execute(self, ctx: ExecutionContext, **inputs: Any) -> tuple[Any, ...] | NodeResult:
+        """Run the node. May be ``async def``: it then runs on the engine's event loop."""
         raise NotImplementedError
+
+    def check_lazy_status(self, ctx: ExecutionContext, **inputs: Any) -> list[str]:
+        """Names of lazy inputs still needed; called before ``execute`` with the inputs known so
+        far (a lazy input not evaluated yet is ``None``) and again after those are evaluated,
+        until it asks for nothing new. The default asks for every lazy input (eager)."""
+        return [name for name in self.spec.lazy_inputs if inputs.get(name) is None]
 
     @classmethod
     def fingerprint(cls, settings: Settings, inputs: Mapping[str, Any]) -> str | None:
@@ -149,5 +176,54 @@ def In(name: str, type: str, **kw: Any) -> InputSpec:  # noqa: N802 - reads like
     return InputSpec(name=name, type=type, **kw)
 
 
-def Out(type: str, name: str = "") -> OutputSpec:  # noqa: N802
-    return OutputSpec(type=type, name=name)
+def Out(type: str, name: str = "", *, is_list: bool = False) -> OutputSpec:  # noqa: N802
+    return OutputSpec(type=type, name=name, is_list=is_list)
+
+
+class GraphRef:
+    """A node added to a :class:`GraphBuilder`; ``out(i)`` links to its output ``i``."""
+
+    __slots__ = ("id", "class_type", "inputs")
+
+    def __init__(self, id: str, class_type: str, inputs: dict[str, Any]) -> None:
+        self.id, self.class_type, self.inputs = id, class_type, inputs
+
+    def out(self, index: int) -> list[Any]:
+        return [self.id, index]
+
+    def __getitem__(self, index: int) -> list[Any]:
+        return [self.id, index]
+
+    def set_input(self, name: str, value: Any) -> None:
+        if value is None:
+            self.inputs.pop(name, None)
+        else:
+            self.inputs[name] = value
+
+
+class GraphBuilder:
+    """Builds the subgraph a node returns to expand into (``NodeResult(outputs, expand=g)``).
+
+    Ids are local ("1", "2", … or your own): the engine prefixes them with the expanding node's
+    id and call index (``"7.0.1"``), so they are stable from run to run and never collide. A
+    link may also name a node of the enclosing workflow by its id.
+    """
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, GraphRef] = {}
+        self._next = 1
+
+    def node(self, class_type: str, id: str | None = None, **inputs: Any) -> GraphRef:
+        if id is None:
+            id = str(self._next)
+            self._next += 1
+        if id in self.nodes:
+            return self.nodes[id]
+        ref = self.nodes[id] = GraphRef(id, class_type, {k: v for k, v in inputs.items() if v is not None})
+        return ref
+
+    def lookup_node(self, id: str) -> GraphRef | None:
+        return self.nodes.get(id)
+
+    def finalize(self) -> dict[str, Any]:
+        return {nid: {"class_type": ref.class_type, "inputs": dict(ref.inputs)} for nid, ref in self.nodes.items()}

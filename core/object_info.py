@@ -21,6 +21,8 @@ def describe_input(inp: InputSpec, settings: Settings, registry: NodeRegistry) -
         options["tooltip"] = inp.tooltip
     if inp.control_after_generate:
         options["control_after_generate"] = True
+    if inp.lazy:
+        options["lazy"] = True
     if inp.editor_options:
         options.update(inp.editor_options)
     if inp.type == "COMBO":
@@ -32,6 +34,20 @@ def describe_input(inp: InputSpec, settings: Settings, registry: NodeRegistry) -
     return [inp.type, options] if options else [inp.type]
 
 
+#: The plugin name built-in nodes are registered under.
+BUILTIN_OWNER = "latentgraph"
+
+
+def editor_module(node_type: type[Node], owner: str) -> str:
+    """``python_module`` as ComfyUI's editor reads it: ``nodes…`` is a core node (badged as
+    such), ``custom_nodes.<pack>`` a plugin's; anything else would be badged "unknown"."""
+    if owner in ("", BUILTIN_OWNER):
+        module = node_type.__module__
+        rest = module.removeprefix("latentgraph.nodes").lstrip(".") if module.startswith("latentgraph.nodes") else ""
+        return f"nodes.{rest}" if rest else "nodes"
+    return f"custom_nodes.{owner}"
+
+
 def describe_node(node_type: type[Node], settings: Settings, registry: NodeRegistry, name: str | None = None) -> dict[str, Any]:
     spec = node_type.spec
     required = {i.name: describe_input(i, settings, registry) for i in spec.inputs if i.required}
@@ -40,17 +56,18 @@ def describe_node(node_type: type[Node], settings: Settings, registry: NodeRegis
         "input": {"required": required, "optional": optional},
         "input_order": {"required": list(required), "optional": list(optional)},
         "output": [o.type for o in spec.outputs],
-        "output_is_list": list(getattr(node_type, "OUTPUT_IS_LIST", None) or [False] * len(spec.outputs)),
+        "output_is_list": list(spec.output_is_list),
         "output_name": [o.label for o in spec.outputs],
         "name": name or spec.name,
         "display_name": spec.title,
         "description": spec.description,
-        "python_module": node_type.__module__,
+        "python_module": editor_module(node_type, registry.owners.get(spec.name, "")),
         "category": spec.category,
         "output_node": spec.output_node,
         "version": spec.version,
         "deterministic": spec.deterministic,
         "plugin": registry.owners.get(spec.name, ""),
+        "module": node_type.__module__,
     }
     if name and name != spec.name:
         info["alias_of"] = spec.name

@@ -105,9 +105,10 @@ def parse_workflow(data: Any) -> tuple[Workflow, ErrorReport]:
             details=f"got {type(data).__name__}",
         )
         return workflow, report
-    if not data:
-        report.error = ErrorDetail("invalid_prompt", "Workflow has no nodes")
+    if not data:  # as ComfyUI answers an empty graph (the editor shows its message)
+        report.error = ErrorDetail("prompt_no_outputs", "Prompt has no outputs", details="the workflow has no nodes")
         return workflow, report
+    no_class: list[str] = []
     for raw_id, entry in data.items():
         node_id = str(raw_id)
         if not isinstance(entry, dict):
@@ -115,7 +116,7 @@ def parse_workflow(data: Any) -> tuple[Workflow, ErrorReport]:
             continue
         class_type = entry.get("class_type")
         if not isinstance(class_type, str) or not class_type:
-            report.add(node_id, "", _malformed(f"node {node_id} has no 'class_type' string"))
+            no_class.append(node_id)
             continue
         raw_inputs = entry.get("inputs", {})
         if not isinstance(raw_inputs, dict):
@@ -133,6 +134,14 @@ def parse_workflow(data: Any) -> tuple[Workflow, ErrorReport]:
         meta = entry.get("_meta")
         title = meta.get("title", "") if isinstance(meta, dict) else ""
         workflow.nodes[node_id] = WorkflowNode(node_id, class_type, inputs, title if isinstance(title, str) else "")
+    if no_class:  # ComfyUI's shape: a top-level error naming the node, which the editor shows as it is
+        shown = ", ".join(f"'#{n[:50]}'" for n in no_class[:20]) + (f" and {len(no_class) - 20} more" if len(no_class) > 20 else "")
+        report.error = ErrorDetail(
+            "invalid_prompt",
+            "Cannot execute because a node is missing the class_type property.",
+            details=f"Node ID {shown}",
+            extra_info={"node_id": no_class[0], "node_ids": no_class[:20]},
+        )
     return workflow, report
 
 

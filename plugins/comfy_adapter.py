@@ -34,22 +34,48 @@ COMFY_INTERNAL_MODULES = frozenset(
 
 
 class ComfyNode(Node):
-    """Base of adapted ComfyUI nodes: calls ``FUNCTION`` on a fresh instance with kwargs."""
+    """Base of adapted ComfyUI nodes: calls ``FUNCTION`` on a fresh instance with kwargs.
+
+    Lists, lazy inputs, expansion and async map onto the engine's own (``NodeSpec.input_is_list``,
+    ``Out(is_list=)``, ``In(lazy=)``, ``NodeResult.expand``, ``async def execute``); one instance
+    of the ComfyUI class serves a node's ``check_lazy_status`` calls and its ``FUNCTION``.
+    """
 
     comfy_class: ClassVar[type]
     #: kwarg name → ComfyUI hidden kind ("PROMPT", "EXTRA_PNGINFO", "UNIQUE_ID", …).
     hidden_inputs: ClassVar[Mapping[str, str]] = {}
-    input_is_list: ClassVar[bool] = False
+    _obj: Any = None
 
-    def execute(self, ctx: ExecutionContext, **inputs: Any) -> NodeResult:
-        cls = self.comfy_class
-        if self.input_is_list:
-            inputs = {name: [value] for name, value in inputs.items()}
+    def comfy_object(self) -> Any:
+        if self._obj is None:
+            self._obj = self.comfy_class()
+        return self._obj
+
+    def _with_hidden(self, ctx: ExecutionContext, inputs: dict[str, Any]) -> dict[str, Any]:
+        listed = self.spec.input_is_list
         for name, kind in self.hidden_inputs.items():
             value = hidden_value(kind, ctx)
-            inputs[name] = [value] if self.input_is_list else value
-        function = getattr(cls(), cls.FUNCTION)
-        returned = function(**inputs)
+            inputs[name] = [value] if listed else value
+        return inputs
+
+    def execute(self, ctx: ExecutionContext, **inputs: Any) -> NodeResult:
+        function = getattr(self.comfy_object(), self.comfy_class.FUNCTION)
+        returned = function(**self._with_hidden(ctx, inputs))
+        return to_node_result(returned, len(self.spec.outputs))
+
+    def check_lazy_status(self, ctx: ExecutionContext, **inputs: Any) -> list[str]:
+        check = getattr(self.comfy_object(), "check_lazy_status", None)
+        if check is None:  # as in ComfyUI: lazy inputs nobody asks for stay None
+            return []
+        return list(_call_with(check, self._with_hidden(ctx, inputs)) or [])
+
+
+class AsyncComfyNode(ComfyNode):
+    """An adapted ComfyUI class whose ``FUNCTION`` is ``async def``: runs on the engine's loop."""
+
+    async def execute(self, ctx: ExecutionContext, **inputs: Any) -> NodeResult:  # type: ignore[override]
+        function = getattr(self.comfy_object(), self.comfy_class.FUNCTION)
+        returned = await function(**self._with_hidden(ctx, inputs))
         return to_node_result(returned, len(self.spec.outputs))
 
 
@@ -69,20 +95,19 @@ def hidden_value(kind: str, ctx: ExecutionContext) -> Any:
 
 def to_node_result(returned: Any, n_outputs: int) -> NodeResult:
     """Accept what a ComfyUI ``FUNCTION`` may return: a tuple/list, or ``{"ui", "result"}``."""
-    ui = None
+    ui = expand = None
     if isinstance(returned, dict):
-        if "expand" in returned:
-            raise NotImplementedError("node expansion ('expand' in the returned dict) is not supported by latentgraph")
         ui = returned.get("ui")
+        expand = returned.get("expand")
         returned = returned.get("result", ())
     if returned is None:
         returned = ()
     if not isinstance(returned, (tuple, list)):
         raise TypeError(f"FUNCTION must return a tuple or a dict with 'result'/'ui', got {type(returned).__name__}")
     outputs = tuple(returned)
-    if len(outputs) != n_outputs:
+    if len(outputs) != n_outputs and not (expand is not None and not outputs):
         raise TypeError(f"FUNCTION returned {len(outputs)} value(s) for {n_outputs} RETURN_TYPES")
-    return NodeResult(outputs, ui)
+    return NodeResult(outputs, ui, expand)
 
 
 # -- reading a ComfyUI class --------------------------------------------------------------------
@@ -126,7 +151,8 @@ def _combo_choices(kind: Any, options: Mapping[str, Any]) -> tuple[str, ...] | N
 
 def _input_spec(comfy_class: type, section: str, name: str, declared: Any, unchecked: frozenset[str]) -> InputSpec:
     kind, options = _split_declaration(declared)
-    common: dict[str, Any] = {"required": section == "required", "tooltip": str(options.get("tooltip", ""))}
+    common: dict[str, Any] = {"required": section == "required", "tooltip": str(options.get("tooltip", "")),
+                              "lazy": bool(options.get("lazy", False))}
     choices = _combo_choices(kind, options)
     if choices is not None:
         default = options.get("default", choices[0] if choices else None)
@@ -212,9 +238,7 @@ def adapt_comfy_class(class_type: str, comfy_class: Any, display_name: str = "")
     function_name = comfy_class.FUNCTION
     if not isinstance(function_name, str) or not callable(getattr(comfy_class, function_name, None)):
         raise RegistrationError(f"ComfyUI node '{class_type}': FUNCTION {function_name!r} is not a method of the class")
-    output_is_list = getattr(comfy_class, "OUTPUT_IS_LIST", None) or ()
-    if any(output_is_list):
-        raise RegistrationError(f"ComfyUI node '{class_type}': OUTPUT_IS_LIST (list outputs) is not supported")
+    output_is_list = tuple(bool(x) for x in (getattr(comfy_class, "OUTPUT_IS_LIST", None) or ()))
     try:
         declared = comfy_class.INPUT_TYPES()
     except Exception as exc:
@@ -235,8 +259,12 @@ def adapt_comfy_class(class_type: str, comfy_class: Any, display_name: str = "")
             hidden[name] = str(kind)
         return_types = tuple(comfy_class.RETURN_TYPES or ())
         names = tuple(getattr(comfy_class, "RETURN_NAMES", None) or ())
+        if len(output_is_list) > len(return_types):
+            raise RegistrationError(f"OUTPUT_IS_LIST has {len(output_is_list)} entries for {len(return_types)} RETURN_TYPES")
         outputs = tuple(
-            OutputSpec(_output_type(kind), str(names[i]) if i < len(names) else "") for i, kind in enumerate(return_types)
+            OutputSpec(_output_type(kind), str(names[i]) if i < len(names) else "",
+                       is_list=i < len(output_is_list) and output_is_list[i])
+            for i, kind in enumerate(return_types)
         )
     except RegistrationError as exc:
         raise RegistrationError(f"ComfyUI node '{class_type}': {exc}") from None
@@ -252,12 +280,12 @@ def adapt_comfy_class(class_type: str, comfy_class: Any, display_name: str = "")
         output_node=bool(getattr(comfy_class, "OUTPUT_NODE", False)),
         # IS_CHANGED may say "changed" for identical inputs: the executor then asks fingerprint().
         deterministic=is_changed is None,
+        input_is_list=bool(getattr(comfy_class, "INPUT_IS_LIST", False)),
     )
     attrs: dict[str, Any] = {
         "spec": spec,
         "comfy_class": comfy_class,
         "hidden_inputs": hidden,
-        "input_is_list": bool(getattr(comfy_class, "INPUT_IS_LIST", False)),
         "__module__": comfy_class.__module__,
         "__doc__": comfy_class.__doc__,
     }
@@ -265,7 +293,8 @@ def adapt_comfy_class(class_type: str, comfy_class: Any, display_name: str = "")
         attrs["fingerprint"] = classmethod(_fingerprint)
     if validate is not None:
         attrs["check_inputs"] = classmethod(_check_inputs)
-    return type(comfy_class.__name__, (ComfyNode,), attrs)
+    base = AsyncComfyNode if inspect.iscoroutinefunction(getattr(comfy_class, function_name)) else ComfyNode
+    return type(comfy_class.__name__, (base,), attrs)
 
 
 def connection_types(node_type: type[Node]) -> set[str]:

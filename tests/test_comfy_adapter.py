@@ -72,7 +72,7 @@ def test_comfy_nodes_feed_builtin_save_image(engine, lg_settings):
 def test_builtin_latent_feeds_comfy_node_with_custom_type_and_ui(engine):
     wf = WorkflowBuilder()
     latent = wf.add("EmptyLatentImage", width=64, height=128, batch_size=2)
-    stats = wf.add("LatentStats", samples=latent[0])
+    stats = wf.add("LatentStatsV1", samples=latent[0])
     wf.add("ShowStats", stats=stats[0])
     result = engine.run(wf.to_api())
     assert_success(result)
@@ -153,9 +153,8 @@ def test_partly_broken_pack_loads_what_it_can(lg_engine, lg_settings):
     folder = plugins_folder(lg_settings.base_dir, "comfy_partly_broken.py", "comfy_needs_comfy.py", "comfy_style_nodes.py")
     engine = lg_engine(plugins_dir=folder)
     broken = engine.host.plugins["comfy_partly_broken"]
-    assert broken.nodes == ["Halve", "Explode"]
+    assert sorted(broken.nodes) == ["Explode", "Halve", "ListMaker"]  # list outputs are supported (issue 16)
     errors = "\n".join(broken.errors)
-    assert "'ListMaker': OUTPUT_IS_LIST (list outputs) is not supported" in errors
     assert "'BadInputs': INPUT_TYPES() raised RuntimeError: cannot list my inputs" in errors
     assert "'NoFunction': FUNCTION 'missing' is not a method" in errors
     # it may not replace the built-in SaveImage
@@ -275,8 +274,8 @@ def test_return_values_ui_result_and_expand():
     r = to_node_result({"ui": {"text": ["t"]}, "result": ("v",)}, 1)
     assert r.outputs == ("v",) and r.ui == {"text": ["t"]}
     assert to_node_result({"ui": {"a": [1]}}, 0).outputs == ()
-    with pytest.raises(NotImplementedError, match="node expansion"):
-        to_node_result({"expand": {}, "result": (1,)}, 1)
+    expanded = to_node_result({"expand": {"a": {"class_type": "X", "inputs": {}}}, "result": (["a", 0],)}, 1)
+    assert expanded.expand == {"a": {"class_type": "X", "inputs": {}}} and expanded.outputs == (["a", 0],)
     with pytest.raises(TypeError, match="returned 1 value"):
         to_node_result((1,), 2)
 

@@ -124,12 +124,17 @@ def test_no_output_node(engine):
     assert report.error.type == "prompt_no_outputs"
 
 
-@pytest.mark.parametrize("text", ["{not json", "[1, 2]", "{}", '{"1": 5}', '{"1": {"inputs": {}}}', '{"1": {"class_type": "Show", "inputs": []}}'])
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"1": 5}', '{"1": {"inputs": {}}}', '{"1": {"class_type": "Show", "inputs": []}}'])
 def test_malformed_json_or_structure(engine, text):
     graph, report = engine.check(text)
     assert graph is None
     kinds = [e.type for _, e in report.all_errors()]
     assert "invalid_prompt" in kinds
+
+
+def test_an_empty_workflow_has_no_outputs_as_comfyui_says(engine):
+    graph, report = engine.check("{}")
+    assert graph is None and [e.type for _, e in report.all_errors()] == ["prompt_no_outputs"]
 
 
 def test_literal_list_needs_wrapper(engine):

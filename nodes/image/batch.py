@@ -99,20 +99,18 @@ class RepeatImageBatch(Node):
 
 
 class RebatchImages(Node):
-    """ComfyUI runs this on lists (``INPUT_IS_LIST``; its output is a list of batches, and the
-    nodes after it run once per batch). Like RebatchLatents, it declares the same and returns the
-    list; until the engine maps nodes over list outputs (issue 16), a node after it receives a
-    Python list."""
+    """Regroups a list of image batches into batches of ``batch_size`` (ComfyUI's INPUT_IS_LIST /
+    OUTPUT_IS_LIST node): it takes the whole list, and each batch it makes is one item downstream,
+    so the nodes after it run once per batch."""
 
-    INPUT_IS_LIST = True
-    OUTPUT_IS_LIST = (True,)
     spec = NodeSpec(
         name="RebatchImages",
         display_name="Rebatch Images",
         category="image/batch",
         description="Regroups images into batches of batch_size (a list of batches).",
         inputs=(In("images", "IMAGE"), In("batch_size", "INT", default=1, min=1, max=4096)),
-        outputs=(Out("IMAGE"),),
+        outputs=(Out("IMAGE", is_list=True),),
+        input_is_list=True,
     )
 
     def execute(self, ctx, images, batch_size=1):

@@ -160,17 +160,16 @@ class LatentBatch(Node):
 
 
 class RebatchLatents(Node):
-    """ComfyUI runs this on lists (``INPUT_IS_LIST``; its output is a list of batches). The engine
-    passing a single LATENT gets the list of batches it makes from it."""
+    """Regroups a list of latent batches into batches of ``batch_size`` (ComfyUI's INPUT_IS_LIST /
+    OUTPUT_IS_LIST node): each batch it makes is one item downstream."""
 
-    INPUT_IS_LIST = True
-    OUTPUT_IS_LIST = (True,)
     spec = NodeSpec(
         name="RebatchLatents",
         display_name="Rebatch Latents",
         category=CATEGORY,
         inputs=(In("latents", "LATENT"), In("batch_size", "INT", default=1, min=1, max=4096)),
-        outputs=(Out("LATENT"),),
+        outputs=(Out("LATENT", is_list=True),),
+        input_is_list=True,
     )
 
     def execute(self, ctx, latents, batch_size=1):

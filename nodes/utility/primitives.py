@@ -83,17 +83,23 @@ class PrimitiveBoolean(Node):
 
 
 class ComfySwitchNode(Node):
-    """ComfyUI's ``Switch``. Both branches are computed before it runs: the engine has no lazy
-    inputs yet (ComfyUI evaluates only the chosen one)."""
+    """ComfyUI's ``Switch``: both branches are lazy, only the chosen one is evaluated."""
 
     spec = NodeSpec(
         name="ComfySwitchNode",
         display_name="Switch",
         category="logic",
         description="Passes on_true when switch is on, on_false when it is off.",
-        inputs=(In("switch", "BOOLEAN"), In("on_false", ANY_TYPE), In("on_true", ANY_TYPE)),
+        inputs=(In("switch", "BOOLEAN"), In("on_false", ANY_TYPE, lazy=True), In("on_true", ANY_TYPE, lazy=True)),
         outputs=(Out(ANY_TYPE, "output"),),
     )
+
+    def check_lazy_status(self, ctx, switch: bool = False, on_false: Any = None, on_true: Any = None):
+        if switch and on_true is None:
+            return ["on_true"]
+        if not switch and on_false is None:
+            return ["on_false"]
+        return []
 
     def execute(self, ctx, switch: bool, on_false: Any = None, on_true: Any = None):
         return (on_true if switch else on_false,)

@@ -58,7 +58,7 @@ class MakeGradient:
         return (image, ramp[None].contiguous())
 
 
-class LatentStats:
+class LatentStatsV1:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"samples": ("LATENT",)}}
@@ -205,7 +205,7 @@ NODE_CLASS_MAPPINGS = {
     "JoinTexts": JoinTexts,
     "ImagePosterize": ImagePosterize,
     "MakeGradient": MakeGradient,
-    "LatentStats": LatentStats,
+    "LatentStatsV1": LatentStatsV1,
     "ShowStats": ShowStats,
     "RandomInt": RandomInt,
     "StampedText": StampedText,
