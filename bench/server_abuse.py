@@ -6,7 +6,7 @@ cheap nodes of ``bench/server_load.py``), then for each attack below sends the r
 over (bounded in count and time) while another client polls ``GET /queue`` (``--probes``
 requests, ``--probe-gap`` apart). Prints a table and one JSON line: each attack's request size,
 status, response size and time, the probe's p50/p99/max; the worst attack; and the fuzz counts
-(``fuzz_counts``: a hook the fuzz campaign fills in).
+(``--fuzz N``: ``tests/fuzz_kit.py``'s campaign, its long budget, run after the attacks).
 
 Attacks (each one the worst of its class we can build within the server's limits):
 
@@ -19,7 +19,7 @@ Attacks (each one the worst of its class we can build within the server's limits
 - ``multipart``: an upload of 80k tiny form fields (refused after the parts limit);
 - ``history``: ``GET /history`` of ``--history-mb`` MB of stored prompts.
 
-    python bench/server_abuse.py [--probes 200] [--probe-gap 0.01] [--history-mb 64] [--only cycle,history]
+    python bench/server_abuse.py [--probes 200] [--probe-gap 0.01] [--history-mb 64] [--only cycle,history] [--fuzz 2000]
 """
 
 from __future__ import annotations
@@ -231,10 +231,17 @@ async def baseline(base: str, probes: int, gap: float) -> Outcome:
     return out
 
 
-def fuzz_counts(base: str) -> dict[str, int] | None:
-    """Hook for the fuzz campaign: run it against ``base`` and return its counts, e.g.
-    ``{"requests": n, "status_500": 0, "hangs": 0, "non_json": 0}``. None until it exists."""
-    return None
+def fuzz_counts(base: str, count: int = 0, seed: int = 0) -> dict[str, Any] | None:
+    """The fuzz campaign of ``tests/fuzz_kit.py`` (its long budget): ``count`` mutated requests
+    (and ``count // 20`` websocket sessions) against ``base``; its counts (requests, 2xx, 4xx,
+    5xx, hangs, dropped, non-JSON, the slowest request) and up to 20 failures. None if ``count`` is 0."""
+    if count <= 0:
+        return None
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import fuzz_kit  # a test helper, not a package module
+
+    counts = asyncio.run(fuzz_kit.run_campaign(base, seed, count))
+    return {**counts.summary(), "seed": seed, "ok": counts.ok, "failures": counts.failures}
 
 
 ATTACKS = {
@@ -278,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-sends", type=int, default=200, help="attack requests per attack, at most")
     parser.add_argument("--history-mb", type=int, default=64)
     parser.add_argument("--only", default=",".join(ATTACKS), help=f"comma-separated, of {', '.join(ATTACKS)}")
+    parser.add_argument("--fuzz", type=int, default=2000, metavar="N", help="fuzz requests after the attacks (0: none)")
+    parser.add_argument("--fuzz-seed", type=int, default=0)
     parser.add_argument("--url", help="use a running server (it must have the bench_nodes plugin)")
     args = parser.parse_args(argv)
 
@@ -288,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             proc, base = start_server(Path(tmp), ["--queue-sync", "normal"])
         try:
             results = asyncio.run(bench(base.rstrip("/"), args))
-            fuzz = fuzz_counts(base.rstrip("/"))
+            fuzz = fuzz_counts(base.rstrip("/"), args.fuzz, args.fuzz_seed)
         finally:
             if proc is not None:
                 proc.terminate()
@@ -312,10 +321,15 @@ def main(argv: list[str] | None = None) -> int:
         "worst_response_ms": worst["response_ms"] if worst else None,
         "concurrent_p99_ms": p99,
         "target_p99_ms": TARGET_P99_MS,
-        "ok": p99 is not None and p99 < TARGET_P99_MS and all(r["status"] != 500 for r in attacks),
+        "ok": p99 is not None and p99 < TARGET_P99_MS and all(r["status"] != 500 for r in attacks) and (fuzz is None or fuzz["ok"]),
         "attacks": attacks,
         "fuzz": fuzz,
     }
+    if fuzz is not None:
+        shown = ("requests", "status_2xx", "status_4xx", "status_5xx", "hangs", "dropped", "non_json", "ws_sessions", "ws_non_json", "seconds")
+        print("fuzz (seed %d): " % fuzz["seed"] + ", ".join(f"{k} {fuzz[k]}" for k in shown) + f"; slowest {fuzz['slowest_ms']} ms")
+        for failure in fuzz["failures"]:
+            print("  fuzz failure:", failure[:300])
     print(json.dumps(summary))
     return 0 if summary["ok"] else 1
 

@@ -59,6 +59,31 @@ def add_parser(subparsers, parents: list[argparse.ArgumentParser] = ()) -> argpa
         metavar="NAME",
         help="extra Host name accepted when bound to loopback (e.g. behind a reverse proxy); repeatable",
     )
+    serve.add_argument(
+        "--no-editor",
+        action="store_true",
+        help="do not serve the web editor (ComfyUI's frontend) at /; the API stays",
+    )
+    serve.add_argument(
+        "--editor-dir",
+        metavar="PATH",
+        help="serve this frontend build at / instead of the installed comfyui-frontend-package",
+    )
+    serve.add_argument(
+        "--multi-user",
+        action="store_true",
+        help="several editor users (the Comfy-User header picks one); default: one user, 'default'",
+    )
+    serve.add_argument(
+        "--workers",
+        metavar="ray[://ADDRESS]",
+        help="run prompts on Ray workers (pip install 'latentgraph[ray]'): 'ray' starts a local cluster,"
+        " 'ray://HOST:PORT' joins one; the queue and history stay here (see docs/server.md)",
+    )
+    serve.add_argument(
+        "--worker-count", type=_positive_int, metavar="N",
+        help="with --workers: workers to create (default: one per GPU in the cluster, else one per CPU)",
+    )
     serve.set_defaults(handler=cmd_serve)
     return serve
 
@@ -105,6 +130,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     warning = public_bind_warning(args.host, token)
     if warning:
         print(warning, file=sys.stderr)
+    editor_dir = editor_folder(args)
     engine = make_engine(args)
     db_path = Path(args.queue_db) if args.queue_db else engine.settings.base_dir / QUEUE_FILE
     store = Store(db_path, max_history=args.history_size, synchronous=args.queue_sync, max_crashes=args.max_prompt_crashes)
@@ -115,6 +141,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         allowed_hosts=frozenset(h.lower() for h in args.allow_host) if loopback else None,
         preview_method=args.preview_method,
+        editor_dir=editor_dir,
+        multi_user=args.multi_user,
+        cluster=_cluster_config(args, engine),
     )
     app = create_app(engine, store, config)
     if args.preview_method == "taesd":
@@ -131,6 +160,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def _cluster_config(args: argparse.Namespace, engine):
+    """``--workers``: the cluster to run prompts on (None: this process)."""
+    if not getattr(args, "workers", None):
+        return None
+    from latentgraph.server.cluster import ClusterConfig, ClusterUnavailable, parse_workers, require_ray, spec_from_args
+
+    try:
+        address = parse_workers(args.workers)
+        require_ray()
+    except (ValueError, ClusterUnavailable) as exc:
+        print(f"latentgraph serve: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return ClusterConfig(spec=spec_from_args(args, engine), address=address, count=args.worker_count,
+                         max_attempts=args.max_prompt_crashes)
+
+
+def editor_folder(args: argparse.Namespace) -> Path | None:
+    """The frontend folder to serve at ``/``: ``--editor-dir``, else the installed
+    ``comfyui-frontend-package``; None with ``--no-editor`` or (with a warning) when it is missing."""
+    from latentgraph.server import editor_assets
+
+    if args.no_editor:
+        return None
+    if args.editor_dir:
+        try:
+            return editor_assets.check_editor_dir(Path(args.editor_dir))
+        except ValueError as exc:
+            print(f"latentgraph serve: --editor-dir: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    folder = editor_assets.default_editor_dir()
+    if folder is None:
+        print(f"latentgraph: no web editor: {editor_assets.FRONTEND_PACKAGE} is not installed"
+              f" (pip install {editor_assets.FRONTEND_PACKAGE}=={editor_assets.TESTED_FRONTEND_VERSION})", file=sys.stderr)
+        return None
+    version = editor_assets.package_version(editor_assets.FRONTEND_PACKAGE)
+    if version and version != editor_assets.TESTED_FRONTEND_VERSION:
+        log.info("web editor %s (tested with %s)", version, editor_assets.TESTED_FRONTEND_VERSION)
+    return folder
 
 
 async def _serve(app, host: str, port: int) -> None:

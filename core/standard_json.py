@@ -47,13 +47,14 @@ def _int_or_marker(text: str) -> Any:
 def loads(text: str | bytes | bytearray, *, max_depth: int = MAX_DEPTH) -> Any:
     """Parse ``text``; raises ``json.JSONDecodeError`` (bad syntax) or :class:`JsonInputError`."""
     try:
-        value = json.loads(text)
-    except RecursionError:
+        try:
+            value = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise
+        except ValueError:  # an integer literal over Python's digit limit: parse again, marking it
+            value = json.loads(text, parse_int=_int_or_marker)
+    except RecursionError:  # from either parse (a long integer *and* deep nesting: both)
         raise JsonInputError(f"nested deeper than {max_depth} levels", kind="too_deep") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise
-    except ValueError:  # an integer literal over Python's digit limit
-        value = json.loads(text, parse_int=_int_or_marker)
     check(value, max_depth=max_depth)
     return value
 

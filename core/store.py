@@ -417,7 +417,10 @@ class Store:
     def history(self, max_items: int | None = None, offset: int | None = None) -> list[HistoryEntry]:
         """Oldest first, as ComfyUI's ``/history``: ``offset`` skips that many of the oldest
         entries; without one (None or negative), ``max_items`` keeps the newest ones."""
-        limit = -1 if max_items is None else max(0, int(max_items))
+        # SQLite integers are 64-bit: a larger count or offset (from a query string) means "all"
+        # or "past the end", not an OverflowError.
+        limit = -1 if max_items is None else min(max(0, int(max_items)), _SQLITE_INT_MAX)
+        offset = None if offset is None else min(int(offset), _SQLITE_INT_MAX)
         with self._reading() as db:
             if offset is None or offset < 0:
                 rows = db.execute(
@@ -493,6 +496,9 @@ _HISTORY_COLS = (
     "seq, prompt_id, number, client_id, prompt, extra_data, outputs_to_execute, outputs, status_str, completed,"
     " messages, started, finished"
 )
+
+
+_SQLITE_INT_MAX = 2**63 - 1
 
 
 def _queue_item(row: tuple) -> QueueItem:

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,6 +54,13 @@ class ServerConfig:
     max_json_values: int = 250_000
     #: Live previews unless a prompt says otherwise (``--preview-method``; ComfyUI's default: none).
     preview_method: str = "none"
+    #: The web editor's folder (a ComfyUI frontend build) served at ``/``; None: no editor.
+    editor_dir: Path | None = None
+    #: Several users, picked by the ``Comfy-User`` header (``--multi-user``); else user ``default``.
+    multi_user: bool = False
+    #: ``--workers ray[://ADDRESS]``: a :class:`latentgraph.server.cluster.ClusterConfig`; None
+    #: runs prompts in this process (the default).
+    cluster: Any = None
 
 
 @dataclass
@@ -105,6 +113,15 @@ STATUS_KIND = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error is JSON; nothing a request does can take the server down, and no 500 names a
     server path or echoes an exception's text (the log has it)."""
+    response = await _answer_in_json(request, handler)
+    if request.content.exception() is not None:
+        # The body broke off (bad gzip, bad chunking): aiohttp drops the connection after this
+        # answer, so say so, or a keep-alive client sends its next request into a closed socket.
+        response.force_close()
+    return response
+
+
+async def _answer_in_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except JsonError as exc:
@@ -220,7 +237,10 @@ def add_route(app: web.Application, method: str, path: str, handler: Handler) ->
 
 
 def create_app(engine: Engine, store: Store, config: ServerConfig | None = None) -> web.Application:
-    from latentgraph.server import routes_files, routes_info, routes_prompt, routes_workflow, routes_ws
+    from latentgraph.server import (
+        routes_editor, routes_files, routes_info, routes_internal, routes_jobs, routes_mask, routes_models,
+        routes_prompt, routes_userdata, routes_workflow, routes_ws,
+    )
 
     config = config or ServerConfig()
     app = web.Application(
@@ -230,10 +250,13 @@ def create_app(engine: Engine, store: Store, config: ServerConfig | None = None)
     hub = Hub(store.queue_remaining, replay_limit=config.replay_limit, preview_method=config.preview_method)
     state = ServerState(engine, store, config, hub, Acceptor(store))
     app[STATE] = state
-    for module in (routes_prompt, routes_files, routes_info, routes_ws):
+    for module in (routes_prompt, routes_files, routes_info, routes_ws, routes_userdata, routes_jobs, routes_models,
+                   routes_internal, routes_mask, routes_editor):
         module.setup(app)
     routes_workflow.add_routes(app, engine)
     register_plugin_routes(app, engine)
+    if config.editor_dir is not None:  # its catch-all file route goes last: it never shadows a route
+        routes_editor.add_static(app, config.editor_dir)
     app.on_startup.append(_start_worker)
     app.on_shutdown.append(_close_clients)
     app.on_cleanup.append(_stop_worker)
@@ -278,6 +301,12 @@ def register_plugin_routes(app: web.Application, engine: Engine) -> None:
 
 async def _start_worker(app: web.Application) -> None:
     state = app[STATE]
+    if state.config.cluster is not None:  # prompts run on Ray workers (server/cluster.py)
+        from latentgraph.server.cluster import start_cluster
+
+        state.worker = start_cluster(state.engine, state.store, state.hub, asyncio.get_running_loop(),
+                                     state.config.cluster, preview_interval=state.config.preview_interval)
+        return
     state.worker = Worker(
         state.engine, state.store, state.hub, asyncio.get_running_loop(), preview_interval=state.config.preview_interval
     )

@@ -28,8 +28,10 @@ from latentgraph.server.previews import legacy_frame, metadata_frame
 
 log = logging.getLogger("latentgraph.server")
 
-#: Outbox length past which previews are skipped for that client (they are only eye candy).
-PREVIEW_BACKLOG = 8
+#: Outbox length past which previews are skipped for that client (they are only eye candy). A
+#: node's start sends ``executing`` and ``progress_state`` at once, so a fast graph's burst is
+#: several messages per node: the bound leaves room for it.
+PREVIEW_BACKLOG = 32
 #: Longest client message read as JSON (feature flags are a few dozen bytes).
 MAX_CLIENT_MESSAGE = 64 * 1024
 
@@ -63,8 +65,13 @@ class PromptLog:
     limit: int
     messages: deque = field(default_factory=deque)
     last_progress_node: str | None = None
+    #: The latest ``progress_state`` snapshot: it supersedes every earlier one, so only it replays.
+    latest_state: str | None = None
 
     def add(self, kind: str, data: dict[str, Any], text: str) -> None:
+        if kind == "progress_state":
+            self.latest_state = text
+            return
         if kind == "progress" and self.last_progress_node == data.get("node") and self.messages:
             self.messages[-1] = text
             return
@@ -91,14 +98,16 @@ class Hub:
         self._last_status = float("-inf")
         self.replay_limit = replay_limit
         self.max_backlog = max_backlog
-        self._clients: dict[str, set[Connection]] = {}
+        #: Connections by client id, oldest first; only the newest receives that client's events
+        #: (as in ComfyUI, where a reconnect replaces the socket), the older ones nothing.
+        self._clients: dict[str, list[Connection]] = {}
         self._logs: dict[str, PromptLog] = {}
         self._status_scheduled = False
 
     # -- connections --------------------------------------------------------------------------
     def attach(self, ws: web.WebSocketResponse, sid: str) -> Connection:
         conn = Connection(ws, sid)
-        self._clients.setdefault(sid, set()).add(conn)
+        self._clients.setdefault(sid, []).append(conn)
         conn.task = asyncio.get_running_loop().create_task(self._writer(conn))
         self._put(conn, self.status_message(sid))
         for text in self.replay_for(sid):
@@ -108,8 +117,8 @@ class Hub:
     def detach(self, conn: Connection) -> None:
         conn.closed = True
         conns = self._clients.get(conn.sid)
-        if conns is not None:
-            conns.discard(conn)
+        if conns is not None and conn in conns:
+            conns.remove(conn)
             if not conns:
                 del self._clients[conn.sid]
         conn.outbox.put_nowait(None)
@@ -140,7 +149,12 @@ class Hub:
         return sum(len(c) for c in self._clients.values())
 
     def replay_for(self, sid: str) -> list[str]:
-        return [text for log_ in self._logs.values() if log_.client_id == sid for text in log_.messages]
+        return [
+            text
+            for log_ in self._logs.values()
+            if log_.client_id == sid
+            for text in (*log_.messages, *((log_.latest_state,) if log_.latest_state else ()))
+        ]
 
     async def close_all(self) -> None:
         conns = [c for group in self._clients.values() for c in group]
@@ -204,8 +218,9 @@ class Hub:
 
     def _targets(self, client_id: str | None) -> list[Connection]:
         if client_id is None:
-            return [c for conns in self._clients.values() for c in conns]
-        return list(self._clients.get(client_id, ()))
+            return [conns[-1] for conns in self._clients.values()]
+        conns = self._clients.get(client_id)
+        return [conns[-1]] if conns else []
 
     def _send(self, client_id: str | None, text: str) -> None:
         for conn in self._targets(client_id):

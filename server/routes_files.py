@@ -151,7 +151,7 @@ async def upload_image(request: web.Request) -> web.Response:
     if not request.content_type.startswith("multipart/"):
         raise JsonError(400, "bad_request", "expected a multipart/form-data upload with an 'image' field")
     try:
-        filename, data, fields = await _read_upload(request, limit)
+        filename, data, fields = await read_upload(request, limit)
     except (ValueError, AssertionError, HttpProcessingError, web.RequestPayloadError, asyncio.IncompleteReadError) as exc:
         # aiohttp's multipart reader raises these for a missing boundary, a body that ends early…
         raise JsonError(400, "bad_request", f"malformed multipart body ({type(exc).__name__})") from None
@@ -169,7 +169,7 @@ async def upload_image(request: web.Request) -> web.Response:
     root = folder_for(state.engine.settings, form.type)
     name = safe_filename(filename)
     try:
-        saved = await asyncio.to_thread(_store_upload, root, form.subfolder, name, bytes(data), form.overwrite)
+        saved = await asyncio.to_thread(store_upload, root, form.subfolder, name, bytes(data), form.overwrite)
     except UnsafePath as exc:
         raise JsonError(403, "forbidden", str(exc)) from None
     except OSError as exc:  # never the path: only what went wrong
@@ -180,7 +180,13 @@ async def upload_image(request: web.Request) -> web.Response:
     return json_response({"name": saved, "subfolder": clean_sub, "type": form.type})
 
 
-async def _read_upload(request: web.Request, limit: int) -> tuple[str, bytearray | None, dict[str, str]]:
+#: The text fields of ``/upload/image``; ``/upload/mask`` adds ``original_ref``.
+UPLOAD_FIELDS = ("subfolder", "type", "overwrite")
+
+
+async def read_upload(
+    request: web.Request, limit: int, text_fields: tuple[str, ...] = UPLOAD_FIELDS
+) -> tuple[str, bytearray | None, dict[str, str]]:
     """(file name, the ``image`` bytes, the text fields), bounded in size and in parts."""
     fields: dict[str, str] = {}
     data: bytearray | None = None
@@ -200,7 +206,7 @@ async def _read_upload(request: web.Request, limit: int) -> tuple[str, bytearray
                 data += chunk
                 if len(data) > limit:
                     raise JsonError(413, "too_large", f"upload larger than {limit} bytes")
-        elif part.name in ("subfolder", "type", "overwrite"):
+        elif part.name in text_fields:
             raw = bytearray()
             while chunk := await part.read_chunk(MAX_FIELD):
                 raw += chunk
@@ -213,7 +219,7 @@ async def _read_upload(request: web.Request, limit: int) -> tuple[str, bytearray
     return filename, data, fields
 
 
-def _store_upload(root: Path, subfolder: str, name: str, data: bytes, overwrite: bool) -> str:
+def store_upload(root: Path, subfolder: str, name: str, data: bytes, overwrite: bool) -> str:
     """Write atomically inside ``root/subfolder``; never through a symlink; returns the name used."""
     root.mkdir(parents=True, exist_ok=True)
     folder = resolve_inside(root, subfolder, what="subfolder")

@@ -105,6 +105,8 @@ async def system_stats(request: web.Request) -> web.Response:
             "python_version": sys.version,
             "embedded_python": False,
             "latentgraph_version": __version__,
+            # what the editor reads: the ComfyUI protocol version spoken, the frontend we test with
+            **editor_versions(),
             "pytorch_version": torch.__version__,
             "argv": masked_argv(sys.argv),
             "ram_total": ram_total,
@@ -120,6 +122,23 @@ async def system_stats(request: web.Request) -> web.Response:
         },
     }
     return json_response(body)
+
+
+#: The ComfyUI release whose protocol this server speaks (the editor reads it as the server's version).
+COMFYUI_PROTOCOL_VERSION = "0.8.0"
+
+
+def editor_versions() -> dict[str, Any]:
+    from latentgraph.server import editor_assets
+
+    templates = editor_assets.package_version(editor_assets.TEMPLATES_PACKAGE)
+    return {
+        "comfyui_version": COMFYUI_PROTOCOL_VERSION,
+        "required_frontend_version": editor_assets.TESTED_FRONTEND_VERSION,
+        "installed_frontend_version": editor_assets.package_version(editor_assets.FRONTEND_PACKAGE),
+        "installed_templates_version": templates,
+        "required_templates_version": templates,  # optional here: whatever is installed is fine
+    }
 
 
 async def models(request: web.Request) -> web.Response:

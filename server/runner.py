@@ -36,6 +36,9 @@ class JsonErrorProtocol(web.RequestHandler):
         )
         response = web.Response(status=status, text=standard_json.dumps(body), content_type="application/json")
         response.force_close()
+        # Said explicitly: the message could not be read, so its HTTP version is unknown and aiohttp
+        # would not add the header, yet the connection closes; a keep-alive client must know.
+        response.headers["Connection"] = "close"
         return response
 
 

@@ -78,8 +78,9 @@ class PromptRequest(Body):
     field_error_types = {"prompt": "no_prompt"}
     hint = "'prompt' must be an API-format workflow object"
 
-    #: The API-format workflow; its nodes are checked by the engine (``node_errors``).
-    prompt: Annotated[dict[str, Any], Field(min_length=1)]
+    #: The API-format workflow; its nodes are checked by the engine (``node_errors``; an empty
+    #: one is ``prompt_no_outputs``, as in ComfyUI).
+    prompt: dict[str, Any]
     client_id: OptionalId = None
     #: None: the server picks a UUID.
     prompt_id: OptionalId = None

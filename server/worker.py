@@ -34,6 +34,7 @@ from latentgraph.events import (
 from latentgraph.server.hub import Hub
 from latentgraph.output_names import EXTRA_KEY as OUTPUT_NAMES_KEY
 from latentgraph.output_names import file_under, files_in, remove_partials
+from latentgraph.server.progress_state import NodeStates
 from latentgraph.server.previews import PreviewThrottle, effective_method, encode_jpeg
 from latentgraph.store import HistoryEntry, HistoryStatus, QueueItem, Store
 
@@ -70,6 +71,8 @@ class ProtocolSink:
         self._cached_sent = False
         self._held: list[tuple[str, dict[str, Any]]] = []
         self._cached_nodes: set[str] = set()
+        #: Per-node states for ``progress_state`` (the editor's running-node highlight).
+        self.states = NodeStates(prompt_id)
 
     def _send(self, kind: str, data: dict[str, Any], *, record: bool = False, hold: bool = False) -> None:
         if record:
@@ -80,6 +83,9 @@ class ProtocolSink:
             self._held.append((kind, data))
         else:
             self.emit(kind, data, False)
+
+    def _send_states(self) -> None:
+        self._send("progress_state", self.states.message())
 
     def _cached(self, nodes: tuple[str, ...] = ()) -> None:
         self._cached_sent = True
@@ -98,13 +104,19 @@ class ProtocolSink:
             self._cached()
         if isinstance(event, NodeStarted):
             self._send("executing", {"node": event.node_id, "display_node": event.node_id, "prompt_id": self.prompt_id})
+            self.states.start(event.node_id)
+            self._send_states()
         elif isinstance(event, NodeProgress):
+            self.states.progress(event.node_id, event.value, event.max)
+            self._send_states()
             self._send(
                 "progress", {"value": event.value, "max": event.max, "prompt_id": self.prompt_id, "node": event.node_id}
             )
             if event.preview is not None and self.preview is not None:
                 self.preview(event)
         elif isinstance(event, NodeFinished):
+            self.states.finish(event.node_id)
+            self._send_states()
             if event.ui:
                 self._send(
                     "executed",
@@ -159,6 +171,9 @@ class ProtocolSink:
         self.status = "error"
         if not self._cached_sent and self.started is not None:
             self._cached()
+        if node_id is not None and node_id in self.states.nodes:
+            self.states.fail(node_id)
+            self._send_states()
         self._send(
             "execution_error",
             {

@@ -126,14 +126,26 @@ class Client:
         return client
 
 
+class RunnerTestServer(TestServer):
+    """A ``TestServer`` served through ``make_runner``, as ``latentgraph serve`` serves."""
+
+    async def _make_runner(self, **kwargs: Any):
+        from latentgraph.server.runner import make_runner
+
+        return make_runner(self.app, **kwargs)
+
+
 @contextlib.asynccontextmanager
-async def serving(settings: Settings, *plugins: object, config: ServerConfig | None = None, store: Store | None = None):
-    """An in-process server on a free loopback port; yields a :class:`Client`."""
+async def serving(
+    settings: Settings, *plugins: object, config: ServerConfig | None = None, store: Store | None = None, runner: bool = False
+):
+    """An in-process server on a free loopback port; yields a :class:`Client`. ``runner``: serve
+    through ``make_runner`` (malformed HTTP answered in JSON) as ``latentgraph serve`` does."""
     engine = make_engine(settings, server_nodes, *plugins)
     own_store = store is None
     store = store or Store(settings.base_dir / "queue.sqlite3")
     app = create_app(engine, store, config or ServerConfig())
-    server = TestServer(app, host="127.0.0.1", port=0)
+    server = (RunnerTestServer if runner else TestServer)(app, host="127.0.0.1", port=0)
     await server.start_server()
     try:
         async with aiohttp.ClientSession() as session:

@@ -16,7 +16,6 @@ NOT_JSON = {"data": b"{not json", "headers": {"Content-Type": "application/json"
 # (route, body, error type, field at fault); a body that is a dict with "data" is sent raw.
 MALFORMED = [
     ("/prompt", {"client_id": "x"}, "no_prompt", "prompt"),
-    ("/prompt", {"prompt": {}}, "no_prompt", "prompt"),
     ("/prompt", {"prompt": ["1", "2"]}, "no_prompt", "prompt"),
     ("/prompt", {"prompt": chain(1), "number": "soon"}, "invalid_prompt", "number"),
     ("/prompt", {"prompt": chain(1), "number": 1e400}, "invalid_prompt", "number"),

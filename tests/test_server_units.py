@@ -46,6 +46,9 @@ def test_sink_translates_a_cached_run_like_comfyui():
     sink(NodeProgress("p1", "2", 1, 2, preview=lambda: None))
     sink(NodeFinished("p1", "2", "Add", None, 0.1))
     sink(ExecutionSucceeded("p1", {"3": {"value": [1]}}))
+    states = [d for k, d, _ in sent if k == "progress_state"]  # the editor's per-node states
+    assert [s["nodes"]["2"]["state"] for s in states] == ["running", "running", "finished"]
+    sent[:] = [m for m in sent if m[0] != "progress_state"]
     # The outcome waits until the worker has written history.
     assert [k for k, _, _ in sent] == ["execution_start", "execution_cached", "executing", "progress", "executed"]
     assert sent[-1][1] == {"node": "3", "display_node": "3", "output": {"value": [1]}, "prompt_id": "p1"}
@@ -65,6 +68,8 @@ def test_sink_always_sends_execution_cached_and_reports_failures():
     failure = NodeFailure("1", "Boom", "builtins.RuntimeError", "kaboom", ["Traceback…"], "tests", None)
     sink(ExecutionFailed("p2", failure, ()))
     sink.done()
+    assert [d["nodes"]["1"]["state"] for k, d, _ in sent if k == "progress_state"] == ["running", "error"]
+    sent[:] = [m for m in sent if m[0] != "progress_state"]
     kinds = [k for k, _, _ in sent]
     assert kinds == ["execution_start", "execution_cached", "executing", "execution_error", "executing"]
     error = sent[3][1]
