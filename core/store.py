@@ -419,18 +419,24 @@ class Store:
         entries; without one (None or negative), ``max_items`` keeps the newest ones."""
         # SQLite integers are 64-bit: a larger count or offset (from a query string) means "all"
         # or "past the end", not an OverflowError.
+        return [_history_entry(r) for r in self._history_rows(max_items, offset)]
+
+    def history_json(self, max_items: int | None = None, offset: int | None = None) -> list[tuple[str, str]]:
+        """``history()`` as ``(prompt_id, entry JSON)`` pairs, spliced from the stored JSON texts
+        without parsing the prompts: a long history is served without holding the GIL for long."""
+        return [(r[1], _history_entry_json(r)) for r in self._history_rows(max_items, offset)]
+
+    def _history_rows(self, max_items: int | None, offset: int | None) -> list[tuple]:
         limit = -1 if max_items is None else min(max(0, int(max_items)), _SQLITE_INT_MAX)
         offset = None if offset is None else min(int(offset), _SQLITE_INT_MAX)
         with self._reading() as db:
             if offset is None or offset < 0:
-                rows = db.execute(
+                return db.execute(
                     f"SELECT {_HISTORY_COLS} FROM history ORDER BY seq DESC LIMIT ?", (limit,)
                 ).fetchall()[::-1]
-            else:
-                rows = db.execute(
-                    f"SELECT {_HISTORY_COLS} FROM history ORDER BY seq LIMIT ? OFFSET ?", (limit, int(offset))
-                ).fetchall()
-        return [_history_entry(r) for r in rows]
+            return db.execute(
+                f"SELECT {_HISTORY_COLS} FROM history ORDER BY seq LIMIT ? OFFSET ?", (limit, int(offset))
+            ).fetchall()
 
     def get_history(self, prompt_id: str) -> HistoryEntry | None:
         with self._reading() as db:
@@ -531,6 +537,20 @@ def _history_entry(row: tuple) -> HistoryEntry:
     )
     status = HistoryStatus(status_str, bool(completed), json.loads(messages))
     return HistoryEntry(item, json.loads(outputs), status, started, finished)
+
+
+def _history_entry_json(row: tuple) -> str:
+    """The wire form of ``_history_entry(row).to_wire()``, with the stored prompt, extra data and
+    outputs texts spliced in as they are (they were written as standard JSON)."""
+    (_seq, prompt_id, number, _client, prompt, extra, to_execute, outputs, status_str, completed, messages,
+     _started, _finished) = row
+    number = int(number) if float(number).is_integer() else number
+    status = {"status_str": status_str, "completed": bool(completed), "messages": json.loads(messages)}
+    meta = {nid: node_meta(nid) for nid in json.loads(outputs)}
+    return "".join((
+        '{"prompt":[', _dumps(number), ",", _dumps(prompt_id), ",", prompt, ",", extra, ",", to_execute,
+        '],"outputs":', outputs, ',"status":', _dumps(status), ',"meta":', _dumps(meta), "}",
+    ))
 
 
 def _dumps(value: Any) -> str:

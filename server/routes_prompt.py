@@ -133,7 +133,16 @@ async def get_history(request: web.Request) -> web.Response:
     max_items = _int_param(request, "max_items")
     offset = _int_param(request, "offset")  # none: the newest max_items (ComfyUI)
     store = state_of(request).store
-    return await _off_loop(lambda: encode({e.item.prompt_id: e.to_wire() for e in store.history(max_items, offset)}))
+    entries = await asyncio.to_thread(store.history_json, max_items, offset)
+    # Streamed entry by entry: the body is spliced from stored JSON (no parse, no re-encode).
+    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    await response.prepare(request)
+    await response.write(b"{")
+    for i, (prompt_id, text) in enumerate(entries):
+        await response.write(("," if i else "").encode() + standard_json.dumps(prompt_id).encode() + b":" + text.encode())
+    await response.write(b"}")
+    await response.write_eof()
+    return response
 
 
 async def get_history_item(request: web.Request) -> web.Response:

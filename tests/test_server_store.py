@@ -162,3 +162,20 @@ def test_reserved_output_names_and_announced_outputs_last_until_finish(tmp_path)
     assert list(reopened.announced("p")) == ["9"]
     reopened.finish(HistoryEntry(claimed, {}, HistoryStatus("error", False)))
     assert reopened.reserved_names("p") == [] and reopened.announced("p") == {}
+
+
+def test_history_served_from_stored_json_equals_the_parsed_entries(tmp_path):
+    """``/history`` splices the stored JSON texts (no parse, no re-encode); it must say exactly
+    what the parsed entries' wire form says, number formatting, meta and status included."""
+    import json
+
+    store = Store(tmp_path / "q.db")
+    for pid, outputs, status in (("a", {"9": {"images": [{"filename": "x.png"}]}}, HistoryStatus("success", True, [["execution_start", {"t": 1}]])),
+                                 ("b", {}, HistoryStatus("error", False, [["execution_error", {"m": "é"}]]))):
+        store.enqueue(QueueItem(prompt_id=pid, number=store.assign_number() + 0.5 * (pid == "b"),
+                                prompt={"1": {"class_type": "X", "inputs": {"t": "ünï"}}}, client_id="c"))
+        store.finish(HistoryEntry(store.claim_next(), outputs, status))
+    for args in ((None, None), (1, None), (5, 1)):
+        spliced = {pid: json.loads(text) for pid, text in store.history_json(*args)}
+        parsed = {e.item.prompt_id: json.loads(json.dumps(e.to_wire())) for e in store.history(*args)}
+        assert spliced == parsed and list(spliced) == list(parsed)
