@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from latentgraph.errors import Interrupted
-from latentgraph.events import EventSink, NodeProgress
+from latentgraph.events import EventSink, ImageSent, NodeProgress
 from latentgraph.settings import Settings
 
 if TYPE_CHECKING:
@@ -62,6 +62,11 @@ class ExecutionContext:
     def check_interrupted(self) -> None:
         if self._interrupt.is_set():
             raise Interrupted(f"interrupted at node {self.node_id}")
+
+    def send_image(self, image: Any, fmt: str = "PNG") -> None:
+        """Send a picture to the client that queued the prompt (a websocket frame; nothing saved)."""
+        self._sink(ImageSent(self.prompt_id, self.node_id, image, fmt))
+        self.check_interrupted()
 
     def progress(self, value: int, total: int, preview: Callable[[], Any] | None = None) -> None:
         """Report a step of a long node; also the place where interruption takes effect."""

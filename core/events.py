@@ -45,6 +45,16 @@ class NodeProgress(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ImageSent(Event):
+    """A node sends a picture to the client itself (SaveImageWebsocket): a ``PIL.Image`` and the
+    format to send it in; sinks that show nothing ignore it."""
+
+    node_id: str = ""
+    image: Any = None
+    format: str = "PNG"
+
+
+@dataclass(frozen=True, slots=True)
 class NodeFinished(Event):
     node_id: str = ""
     class_type: str = ""

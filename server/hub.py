@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import WSCloseCode, web
 
 from latentgraph import standard_json
-from latentgraph.server.previews import legacy_frame, metadata_frame
+from latentgraph.server.previews import FORMAT_JPEG, FORMAT_PNG, legacy_frame, metadata_frame
 
 log = logging.getLogger("latentgraph.server")
 
@@ -178,14 +178,26 @@ class Hub:
         self._send(client_id, text)
 
     def publish_preview(self, client_id: str | None, jpeg: bytes, metadata: dict[str, Any]) -> None:
-        """A preview image, framed for each client as its feature flags asked."""
+        """A preview image, framed for each client as its feature flags asked; skipped for a
+        client that is behind."""
+        self._publish_image(client_id, jpeg, metadata, png=False, droppable=True)
+
+    def publish_image(self, client_id: str | None, png: bytes, metadata: dict[str, Any]) -> None:
+        """A picture a node sends (SaveImageWebsocket): PNG, never dropped."""
+        self._publish_image(client_id, png, metadata, png=True, droppable=False)
+
+    def _publish_image(self, client_id: str | None, data: bytes, metadata: dict[str, Any], *, png: bool,
+                       droppable: bool) -> None:
         frames: dict[bool, bytes] = {}
         for conn in self._targets(client_id):
-            if conn.outbox.qsize() >= PREVIEW_BACKLOG:
+            if droppable and conn.outbox.qsize() >= PREVIEW_BACKLOG:
                 continue
             rich = conn.supports_preview_metadata
             if rich not in frames:
-                frames[rich] = metadata_frame(jpeg, metadata) if rich else legacy_frame(jpeg)
+                if rich:
+                    frames[rich] = metadata_frame(data, metadata, "image/png" if png else "image/jpeg")
+                else:
+                    frames[rich] = legacy_frame(data, FORMAT_PNG if png else FORMAT_JPEG)
             self._put(conn, frames[rich])
 
     def broadcast(self, kind: str, data: dict[str, Any]) -> None:

@@ -52,13 +52,20 @@ def encode_jpeg(image: Any, *, max_size: int = 512, quality: int = 85) -> bytes:
     return buf.getvalue()
 
 
-def legacy_frame(jpeg: bytes) -> bytes:
-    return HEADER.pack(PREVIEW_IMAGE, FORMAT_JPEG) + jpeg
+def legacy_frame(data: bytes, image_format: int = FORMAT_JPEG) -> bytes:
+    return HEADER.pack(PREVIEW_IMAGE, image_format) + data
 
 
-def metadata_frame(jpeg: bytes, metadata: dict[str, Any]) -> bytes:
-    meta = json.dumps({**metadata, "image_type": "image/jpeg"}, separators=(",", ":")).encode()
-    return UINT32.pack(PREVIEW_IMAGE_WITH_METADATA) + UINT32.pack(len(meta)) + meta + jpeg
+def metadata_frame(data: bytes, metadata: dict[str, Any], image_type: str = "image/jpeg") -> bytes:
+    meta = json.dumps({**metadata, "image_type": image_type}, separators=(",", ":")).encode()
+    return UINT32.pack(PREVIEW_IMAGE_WITH_METADATA) + UINT32.pack(len(meta)) + meta + data
+
+
+def encode_png(image: Any) -> bytes:
+    """A PIL image → PNG bytes, full size (SaveImageWebsocket's frames)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 def encode_frame(image: Any, *, max_size: int = 512, quality: int = 85) -> bytes:

@@ -26,6 +26,7 @@ from latentgraph.events import (
     ExecutionInterrupted,
     ExecutionStarted,
     ExecutionSucceeded,
+    ImageSent,
     NodeFinished,
     NodeProgress,
     NodesCached,
@@ -35,7 +36,7 @@ from latentgraph.server.hub import Hub
 from latentgraph.output_names import EXTRA_KEY as OUTPUT_NAMES_KEY
 from latentgraph.output_names import file_under, files_in, remove_partials
 from latentgraph.server.progress_state import NodeStates
-from latentgraph.server.previews import PreviewThrottle, effective_method, encode_jpeg
+from latentgraph.server.previews import PreviewThrottle, effective_method, encode_jpeg, encode_png
 from latentgraph.store import HistoryEntry, HistoryStatus, QueueItem, Store
 
 log = logging.getLogger("latentgraph.server")
@@ -59,10 +60,13 @@ class ProtocolSink:
         *,
         preview: Callable[[NodeProgress], None] | None = None,
         announce: Callable[[str, dict[str, Any]], None] | None = None,
+        send_image: Callable[[ImageSent], None] | None = None,
     ) -> None:
         self.prompt_id = prompt_id
         self.emit = emit
         self.preview = preview
+        #: Delivers pictures nodes send themselves (always, whatever the preview setting).
+        self.send_image = send_image
         #: Called with (node id, output) before an ``executed`` message goes out.
         self.announce = announce
         self.messages: list[list[Any]] = []
@@ -114,6 +118,9 @@ class ProtocolSink:
             )
             if event.preview is not None and self.preview is not None:
                 self.preview(event)
+        elif isinstance(event, ImageSent):
+            if self.send_image is not None:
+                self.send_image(event)
         elif isinstance(event, NodeFinished):
             self.states.finish(event.node_id)
             self._send_states()
@@ -316,7 +323,8 @@ class Worker:
             except Exception:
                 log.exception("prompt %s: cannot record the output of node %s", item.prompt_id, node_id)
 
-        sink = ProtocolSink(item.prompt_id, emit, preview=self._previewer(item), announce=announce)
+        sink = ProtocolSink(item.prompt_id, emit, preview=self._previewer(item), announce=announce,
+                            send_image=lambda event, client_id=item.client_id: self._send_image(client_id, event))
         earlier: dict[str, dict[str, Any]] = {}
         outputs: dict[str, dict[str, Any]] = {}
         try:
@@ -452,6 +460,16 @@ class Worker:
             "real_node_id": event.node_id,
         }
         self._post(self.hub.publish_preview, client_id, jpeg, metadata)
+
+    def _send_image(self, client_id: str | None, event: ImageSent) -> None:
+        try:
+            png = encode_png(event.image)
+        except Exception as exc:  # a picture that cannot be encoded must not stop the prompt
+            log.warning("image from node %s could not be sent: %s", event.node_id, exc)
+            return
+        metadata = {"node_id": event.node_id, "prompt_id": event.prompt_id, "display_node_id": event.node_id,
+                    "parent_node_id": None, "real_node_id": event.node_id}
+        self._post(self.hub.publish_image, client_id, png, metadata)
 
     def _post(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Run ``fn`` on the loop, in posting order. Calls posted while the loop has not yet

@@ -429,3 +429,39 @@ def test_a_queued_prompt_that_no_longer_validates_ends_as_an_error(lg_settings):
         run(go())
     finally:
         store.close()
+
+
+def test_save_image_websocket_sends_full_size_pngs_without_previews(lg_settings):
+    """SaveImageWebsocket's pictures reach the client that queued the prompt as PNG frames
+    (type 1, format 2; type 4 with image/png after feature flags), whatever the preview setting,
+    and nothing is written to the output folder."""
+    import io
+
+    from PIL import Image
+
+    async def go():
+        async with serving(lg_settings) as client:
+            for name, rich in (("legacy", False), ("rich", True)):
+                ws = await client.ws(name)
+                if rich:
+                    await ws.ws.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+                    await ws.until("feature_flags")
+                wf = WorkflowBuilder()
+                image = wf.add("EmptyImage", width=8, height=4, batch_size=2, color=0xFF0000)
+                wf.add("SaveImageWebsocket", images=image[0])
+                pid = (await client.submit(wf.to_api(), name))["prompt_id"]
+                await ws.until_done(pid)
+                assert len(ws.frames) == 2
+                for frame in ws.frames:
+                    if rich:
+                        metadata, data = decode_metadata_frame(frame)
+                        assert metadata["image_type"] == "image/png" and metadata["prompt_id"] == pid
+                    else:
+                        event, fmt, data = decode_frame(frame)
+                        assert (event, fmt) == (1, 2)
+                    picture = Image.open(io.BytesIO(data))
+                    assert picture.format == "PNG" and picture.size == (8, 4)
+                    assert picture.convert("RGB").getpixel((0, 0)) == (255, 0, 0)
+            assert not list(lg_settings.output_dir.rglob("*.png")) if lg_settings.output_dir.exists() else True
+
+    run(go())

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from latentgraph import ExecutionContext, InterruptFlag, NodeInputError, Settings
-from latentgraph.events import NodeProgress
+from latentgraph.events import ImageSent, NodeProgress
 from latentgraph.nodes.utility import strings
 from latentgraph.nodes.utility.primitives import ComfySwitchNode, PreviewAny, preview_text
 from latentgraph.nodes.utility.strings import RegexExtract, RegexReplace, StringConcatenate, StringSubstring
@@ -104,25 +104,9 @@ def test_save_image_websocket_sends_each_image(tmp_path):
     images[1, ..., 0] = 1.0
     result = SaveImageWebsocket().execute(ctx, images)
     assert result.outputs == () and not result.ui
+    sent = [e for e in events if isinstance(e, ImageSent)]
+    assert [e.format for e in sent] == ["PNG", "PNG"]
+    assert sent[0].image.size == (5, 4) and sent[1].image.getpixel((0, 0)) == (255, 0, 0)
     progress = [e for e in events if isinstance(e, NodeProgress)]
-    assert [(e.value, e.max) for e in progress] == [(1, 2), (2, 2)]
-    first, second = (e.preview() for e in progress)
-    assert first.size == (5, 4) and second.getpixel((0, 0)) == (255, 0, 0)
+    assert [(e.value, e.max, e.preview) for e in progress] == [(1, 2, None), (2, 2, None)]
     assert not any(settings.output_dir.rglob("*.png")) if settings.output_dir.exists() else True
-
-
-def test_save_image_websocket_uses_send_image_when_the_core_has_it(tmp_path):
-    sent, events = [], []
-
-    class Ctx:
-        def check_interrupted(self):
-            pass
-
-        def send_image(self, image, fmt):
-            sent.append((image.size, fmt))
-
-        def progress(self, value, total, preview=None):
-            events.append((value, total, preview))
-
-    SaveImageWebsocket().execute(Ctx(), torch.zeros(1, 3, 2, 3))
-    assert sent == [((2, 3), "PNG")] and events == [(1, 1, None)]

@@ -6,9 +6,8 @@ size as a PNG in the binary framing of previews — ``uint32 BE 1`` (preview ima
 + metadata length + JSON (``image_type: "image/png"``) + the PNG. Nothing is written and no
 metadata is embedded.
 
-The engine side is :meth:`ExecutionContext.send_image` when the core has it (an event the server
-turns into that frame whatever the preview setting). Until then the image rides on a progress
-event's preview, which the server sends (as a JPEG, at most 512 px) only while previews are on.
+The engine side is :meth:`ExecutionContext.send_image`: an ``ImageSent`` event the server turns
+into that frame for the client that queued the prompt, whatever the preview setting.
 """
 
 from __future__ import annotations
@@ -33,15 +32,9 @@ class SaveImageWebsocket(Node):
     def execute(self, ctx, images: Any) -> NodeResult:
         batch = _as_batch(images)
         total = int(batch.shape[0])
-        send = getattr(ctx, "send_image", None)
         for index in range(total):
-            ctx.check_interrupted()
-            picture = tensor_to_pil(batch[index])
-            if send is not None:
-                send(picture, "PNG")
-                ctx.progress(index + 1, total)
-            else:
-                ctx.progress(index + 1, total, preview=lambda picture=picture: picture)
+            ctx.send_image(tensor_to_pil(batch[index]), "PNG")
+            ctx.progress(index + 1, total)
         return NodeResult(outputs=(), ui=None)
 
 
