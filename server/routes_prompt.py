@@ -133,6 +133,8 @@ async def get_history(request: web.Request) -> web.Response:
     max_items = _int_param(request, "max_items")
     offset = _int_param(request, "offset")  # none: the newest max_items (ComfyUI)
     store = state_of(request).store
+    if request.method == "HEAD":
+        return web.Response(content_type="application/json")
     entries = await asyncio.to_thread(store.history_json, max_items, offset)
     # Streamed entry by entry: the body is spliced from stored JSON (no parse, no re-encode).
     response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
