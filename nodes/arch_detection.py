@@ -200,26 +200,32 @@ def _norm_groups(channels: list[int], preferred: int = 32) -> int:
     return 1
 
 
-def fit_unet_config(weights: WeightFile, base: dict[str, Any], pooled_dim: int | None = None) -> dict[str, Any]:
-    p = UNET_PREFIX
-    keys = weights.with_prefix(p)
-    conv_in = weights.shape(p + "input_blocks.0.0.weight")
-    conv_out = weights.shape(p + "out.2.weight")
-    if conv_in is None or conv_out is None:
-        raise CheckpointError(f"{weights.path.name}: the UNet is incomplete (no input or output convolution)")
+@dataclass(frozen=True)
+class InputBlocks:
+    """What an original-layout UNet's (or ControlNet's) ``input_blocks`` say about its levels."""
+
+    layers_per_block: int
+    channels: list[int]  # output width of each level
+    attention: list[bool]  # whether each level has a transformer
+    depth: list[int]  # transformer blocks per level (1 where there is none)
+    linear: bool  # the transformers project with linear layers rather than 1×1 convolutions
+
+
+def read_input_blocks(weights: WeightFile, keys: list[str], p: str, label: str) -> InputBlocks:
+    """The level structure of the ``input_blocks`` under prefix ``p``; ``label`` names the model in errors."""
     inputs = _indices(keys, p + "input_blocks.")
     downs = [i for i in inputs if p + f"input_blocks.{i}.0.op.weight" in weights]
     levels = len(downs) + 1
     lpb = (len(inputs) - 1 - len(downs)) // levels
     if lpb < 1 or 1 + levels * lpb + len(downs) != len(inputs):
-        raise CheckpointError(f"{weights.path.name}: unexpected UNet block structure ({len(inputs)} input blocks)")
+        raise CheckpointError(f"{weights.path.name}: unexpected {label} block structure ({len(inputs)} input blocks)")
     channels, attention, depth = [], [], []
     linear = False
     for b in range(levels):
         i = 1 + b * (lpb + 1)
         out = weights.shape(p + f"input_blocks.{i}.0.out_layers.3.weight")
         if out is None:
-            raise CheckpointError(f"{weights.path.name}: UNet input block {i} has no resnet")
+            raise CheckpointError(f"{weights.path.name}: {label} input block {i} has no resnet")
         channels.append(int(out[0]))
         proj = weights.shape(p + f"input_blocks.{i}.1.proj_in.weight")
         attention.append(proj is not None)
@@ -228,6 +234,18 @@ def fit_unet_config(weights: WeightFile, base: dict[str, Any], pooled_dim: int |
             depth.append(len(_indices(keys, p + f"input_blocks.{i}.1.transformer_blocks.")))
         else:
             depth.append(1)
+    return InputBlocks(lpb, channels, attention, depth, linear)
+
+
+def fit_unet_config(weights: WeightFile, base: dict[str, Any], pooled_dim: int | None = None) -> dict[str, Any]:
+    p = UNET_PREFIX
+    keys = weights.with_prefix(p)
+    conv_in = weights.shape(p + "input_blocks.0.0.weight")
+    conv_out = weights.shape(p + "out.2.weight")
+    if conv_in is None or conv_out is None:
+        raise CheckpointError(f"{weights.path.name}: the UNet is incomplete (no input or output convolution)")
+    blocks = read_input_blocks(weights, keys, p, "UNet")
+    lpb, channels, attention, depth, linear = blocks.layers_per_block, blocks.channels, blocks.attention, blocks.depth, blocks.linear
     cfg = dict(base)
     same_widths = list(base.get("block_out_channels", [])) == channels
     cfg.update(

@@ -12,7 +12,7 @@ import io
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -295,12 +295,11 @@ class PreviewImage(Node):
 # -- loading ----------------------------------------------------------------------------------
 
 
-def list_input_images(settings: Settings, registry: NodeRegistry | None = None) -> list[str]:
-    """Image files under the input folders as ``name.png`` / ``sub/name.png``, sorted.
+def walk_input_files(settings: Settings) -> Iterator[tuple[Path, Path]]:
+    """``(root, path)`` for every file under the (resolved) input folders, in a stable order.
 
-    Hidden files and folders are skipped, and so are links that lead outside their folder.
+    Hidden files and folders are skipped; callers decide which of the rest they list.
     """
-    found: set[str] = set()
     for folder in settings.input_dirs():
         root = folder.resolve()
         if not root.is_dir():
@@ -308,19 +307,16 @@ def list_input_images(settings: Settings, registry: NodeRegistry | None = None) 
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for filename in filenames:
-                if filename.startswith(".") or Path(filename).suffix.lower() not in IMAGE_SUFFIXES:
-                    continue
-                path = Path(dirpath, filename)
-                real = path.resolve()
-                if real.is_file() and real.is_relative_to(root):
-                    found.add(path.relative_to(root).as_posix())
-    return sorted(found)
+                if not filename.startswith("."):
+                    yield root, Path(dirpath, filename)
 
 
-def resolve_image_name(settings: Settings, name: str) -> Path:
-    """The file a LoadImage ``image`` value names; ``"x.png [output]"`` selects another folder."""
-    if not isinstance(name, str) or not name.strip():
-        raise NodeInputError("image", "no image selected")
+def find_annotated_file(settings: Settings, name: str, input_name: str) -> tuple[str, Path]:
+    """``(name, path)`` for a file-picker value: ``"x.png"`` is looked up in the input folders,
+    ``"x.png [output]"`` / ``"[temp]"`` in that folder instead. ``name`` comes back without the
+    annotation; ``path`` is the first existing candidate, else the first folder's (which may not
+    exist). A name leading outside the folder is an error on input ``input_name``.
+    """
     roots = settings.input_dirs()
     match = _ANNOTATION.match(name.strip())
     if match:
@@ -329,8 +325,31 @@ def resolve_image_name(settings: Settings, name: str) -> Path:
             roots = [settings.output_dir if match["kind"] == "output" else settings.temp_dir]
     candidates = [safe_join(root, name) for root in roots]
     if candidates[0] is None:
-        raise NodeInputError("image", f"'{name}' points outside the {roots[0].name} folder")
+        raise NodeInputError(input_name, f"'{name}' points outside the {roots[0].name} folder")
     path = next((c for c in candidates if c is not None and c.is_file()), candidates[0])
+    return name, path
+
+
+def list_input_images(settings: Settings, registry: NodeRegistry | None = None) -> list[str]:
+    """Image files under the input folders as ``name.png`` / ``sub/name.png``, sorted.
+
+    Hidden files and folders are skipped, and so are links that lead outside their folder.
+    """
+    found: set[str] = set()
+    for root, path in walk_input_files(settings):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        real = path.resolve()
+        if real.is_file() and real.is_relative_to(root):
+            found.add(path.relative_to(root).as_posix())
+    return sorted(found)
+
+
+def resolve_image_name(settings: Settings, name: str) -> Path:
+    """The file a LoadImage ``image`` value names; ``"x.png [output]"`` selects another folder."""
+    if not isinstance(name, str) or not name.strip():
+        raise NodeInputError("image", "no image selected")
+    name, path = find_annotated_file(settings, name, "image")
     if not path.is_file():
         available = list_input_images(settings)
         shown = ", ".join(available[:20]) + (f", … ({len(available)} in all)" if len(available) > 20 else "")

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from latentgraph.nodes.arch_detection import _heads, _indices, _norm_groups
+from latentgraph.nodes.arch_detection import _heads, _indices, _norm_groups, read_input_blocks
 from latentgraph.nodes.checkpoint_files import CheckpointError, WeightFile
 from latentgraph.nodes.model_configs import METADATA_KEY
 from latentgraph.nodes.original_layout import rename, unet_module_map
@@ -116,27 +116,8 @@ def fit_controlnet_config(weights: WeightFile, prefix: str) -> dict[str, Any]:
     hint = weights.shape(p + "input_hint_block.0.weight")
     if conv_in is None or hint is None:
         raise CheckpointError(f"{name}: the ControlNet has no input convolution")
-    inputs = _indices(keys, p + "input_blocks.")
-    downs = [i for i in inputs if p + f"input_blocks.{i}.0.op.weight" in weights]
-    levels = len(downs) + 1
-    lpb = (len(inputs) - 1 - len(downs)) // levels
-    if lpb < 1 or 1 + levels * lpb + len(downs) != len(inputs):
-        raise CheckpointError(f"{name}: unexpected ControlNet block structure ({len(inputs)} input blocks)")
-    channels, attention, depth = [], [], []
-    linear = False
-    for b in range(levels):
-        i = 1 + b * (lpb + 1)
-        out = weights.shape(p + f"input_blocks.{i}.0.out_layers.3.weight")
-        if out is None:
-            raise CheckpointError(f"{name}: ControlNet input block {i} has no resnet")
-        channels.append(int(out[0]))
-        proj = weights.shape(p + f"input_blocks.{i}.1.proj_in.weight")
-        attention.append(proj is not None)
-        if proj is not None:
-            linear = len(proj) == 2
-            depth.append(len(_indices(keys, p + f"input_blocks.{i}.1.transformer_blocks.")))
-        else:
-            depth.append(1)
+    blocks = read_input_blocks(weights, keys, p, "ControlNet")
+    lpb, channels, attention, depth, linear = blocks.layers_per_block, blocks.channels, blocks.attention, blocks.depth, blocks.linear
     mid_depth = len(_indices(keys, p + "middle_block.1.transformer_blocks."))
     if mid_depth and not attention[-1]:  # diffusers gives the mid block the last level's depth
         depth[-1] = mid_depth

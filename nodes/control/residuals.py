@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from latentgraph.nodes.image.common import comfy_center_crop
+
 #: Hint resampling (ComfyUI's ``upscale_algorithm`` for these nets).
 UPSCALE_MODE = "nearest-exact"
 
@@ -117,13 +119,7 @@ def resize_center(image: Tensor, height: int, width: int) -> Tensor:
     old_h, old_w = image.shape[-2:]
     if (old_h, old_w) == (height, width):
         return image
-    old_aspect, new_aspect = old_w / old_h, width / height
-    x = y = 0
-    if old_aspect > new_aspect:
-        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-    image = image[..., y : old_h - y, x : old_w - x]
+    image = comfy_center_crop(image, width, height)
     return F.interpolate(image, size=(height, width), mode=UPSCALE_MODE)
 
 

@@ -10,8 +10,6 @@ editor's ``workflow``), as ComfyUI writes them.
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import torch
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeResult, NodeSpec, Out
 from latentgraph.nodes import pngmeta
-from latentgraph.nodes.images import next_counter, resolve_save_prefix, safe_join
+from latentgraph.nodes.images import find_annotated_file, next_counter, resolve_save_prefix, walk_input_files
 from latentgraph.nodes.latent.base import check_latent
 
 TENSOR_KEY = "latent_tensor"
@@ -30,7 +28,6 @@ VERSION_KEY = "latent_format_version_0"
 #: What files without the version marker were multiplied by (SD1's latent scale).
 LEGACY_SCALE = 0.18215
 SUFFIX = ".latent"
-_ANNOTATION = re.compile(r"^(?P<name>.*?)\s*\[(?P<kind>input|output|temp)\]$")
 
 
 def latent_file_bytes(samples: torch.Tensor, metadata: Mapping[str, str] | None = None) -> bytes:
@@ -50,16 +47,9 @@ def read_latent_file(path: Path) -> dict[str, Any]:
 def list_latent_files(settings, registry=None) -> list[str]:
     """``.latent`` files under the input folders (``name.latent``, ``sub/name.latent``), sorted."""
     found: set[str] = set()
-    for folder in settings.input_dirs():
-        root = folder.resolve()
-        if not root.is_dir():
-            continue
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for filename in filenames:
-                path = Path(dirpath, filename)
-                if filename.endswith(SUFFIX) and not filename.startswith(".") and path.resolve().is_relative_to(root):
-                    found.add(path.relative_to(root).as_posix())
+    for root, path in walk_input_files(settings):
+        if path.name.endswith(SUFFIX) and path.resolve().is_relative_to(root):
+            found.add(path.relative_to(root).as_posix())
     return sorted(found)
 
 
@@ -67,16 +57,7 @@ def resolve_latent_name(settings, name: Any) -> Path:
     """The file a LoadLatent ``latent`` value names; ``"x.latent [output]"`` selects another folder."""
     if not isinstance(name, str) or not name.strip():
         raise NodeInputError("latent", "no latent file selected")
-    roots = settings.input_dirs()
-    match = _ANNOTATION.match(name.strip())
-    if match:
-        name = match["name"]
-        if match["kind"] != "input":
-            roots = [settings.output_dir if match["kind"] == "output" else settings.temp_dir]
-    candidates = [safe_join(root, name) for root in roots]
-    if candidates[0] is None:
-        raise NodeInputError("latent", f"'{name}' points outside the {roots[0].name} folder")
-    path = next((c for c in candidates if c is not None and c.is_file()), candidates[0])
+    name, path = find_annotated_file(settings, name, "latent")
     if not path.is_file():
         available = list_latent_files(settings)
         hint = f"available: {', '.join(available[:20])}" if available else f"the input folder {settings.input_dir} has no .latent files"

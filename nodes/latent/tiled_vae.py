@@ -113,6 +113,14 @@ def encode_tiled(vae: Autoencoder, images: Tensor, tile: int, overlap: int) -> T
 _TEMPORAL = "Only used for video VAEs: "
 
 
+def _temporal_inputs(verb: str) -> tuple[In, In]:
+    """The video-only ``temporal_size`` / ``temporal_overlap`` inputs both tiled nodes take."""
+    return (
+        In("temporal_size", "INT", default=64, min=8, max=4096, step=4, tooltip=_TEMPORAL + f"Amount of frames to {verb} at a time."),
+        In("temporal_overlap", "INT", default=8, min=4, max=4096, step=4, tooltip=_TEMPORAL + "Amount of frames to overlap."),
+    )
+
+
 class VAEEncodeTiled(Node):
     spec = NodeSpec(
         name="VAEEncodeTiled",
@@ -124,8 +132,7 @@ class VAEEncodeTiled(Node):
             In("vae", "VAE"),
             In("tile_size", "INT", default=512, min=64, max=4096, step=64),
             In("overlap", "INT", default=64, min=0, max=4096, step=32),
-            In("temporal_size", "INT", default=64, min=8, max=4096, step=4, tooltip=_TEMPORAL + "Amount of frames to encode at a time."),
-            In("temporal_overlap", "INT", default=8, min=4, max=4096, step=4, tooltip=_TEMPORAL + "Amount of frames to overlap."),
+            *_temporal_inputs("encode"),
         ),
         outputs=(Out("LATENT"),),
     )
@@ -150,8 +157,7 @@ class VAEDecodeTiled(Node):
             In("vae", "VAE"),
             In("tile_size", "INT", default=512, min=64, max=4096, step=32),
             In("overlap", "INT", default=64, min=0, max=4096, step=32),
-            In("temporal_size", "INT", default=64, min=8, max=4096, step=4, tooltip=_TEMPORAL + "Amount of frames to decode at a time."),
-            In("temporal_overlap", "INT", default=8, min=4, max=4096, step=4, tooltip=_TEMPORAL + "Amount of frames to overlap."),
+            *_temporal_inputs("decode"),
         ),
         outputs=(Out("IMAGE"),),
     )

@@ -116,6 +116,12 @@ def write_safetensors(ctx, filename_prefix: str, tensors: dict[str, torch.Tensor
     return {"filename": filename, "subfolder": target.subfolder, "type": "output"}
 
 
+def _save_with_config(ctx, filename_prefix: str, tensors: dict[str, torch.Tensor], cfg: ArchConfig, ui_key: str) -> NodeResult:
+    """Writes ``tensors`` with ``cfg`` in the metadata; the UI lists the file under ``ui_key``."""
+    entry = write_safetensors(ctx, filename_prefix, tensors, _metadata(ctx, {METADATA_KEY: cfg.to_json()}))
+    return NodeResult(outputs=(), ui={ui_key: [entry]})
+
+
 def _check(value, cls, name):
     if not isinstance(value, cls):
         raise NodeInputError(name, f"expected a {cls.__name__}, got {type(value).__name__}")
@@ -148,8 +154,7 @@ class CheckpointSave(Node):
         tensors = checkpoint_state_dict(model, clip, vae)
         if cfg.prediction_type == "v_prediction":
             tensors["v_pred"] = torch.zeros(0)  # the marker SD2-v checkpoints carry
-        entry = write_safetensors(ctx, filename_prefix, tensors, _metadata(ctx, {METADATA_KEY: cfg.to_json()}))
-        return NodeResult(outputs=(), ui={"checkpoints": [entry]})
+        return _save_with_config(ctx, filename_prefix, tensors, cfg, "checkpoints")
 
 
 class ModelSave(Node):
@@ -165,8 +170,7 @@ class ModelSave(Node):
         _warn_hooks(model)
         cfg = arch_config(model, None, None, model.arch)
         tensors = checkpoint_state_dict(model, None, None)
-        entry = write_safetensors(ctx, filename_prefix, tensors, _metadata(ctx, {METADATA_KEY: cfg.to_json()}))
-        return NodeResult(outputs=(), ui={"models": [entry]})
+        return _save_with_config(ctx, filename_prefix, tensors, cfg, "models")
 
 
 class VAESave(Node):
@@ -182,8 +186,7 @@ class VAESave(Node):
         sd = vae_to_original(vae.vae.state_dict(), dict(vae.vae.config))
         tensors = _cpu({k.removeprefix("first_stage_model."): v for k, v in sd.items()})
         cfg = arch_config(None, None, vae, vae.arch)
-        entry = write_safetensors(ctx, filename_prefix, tensors, _metadata(ctx, {METADATA_KEY: cfg.to_json()}))
-        return NodeResult(outputs=(), ui={"vaes": [entry]})
+        return _save_with_config(ctx, filename_prefix, tensors, cfg, "vaes")
 
 
 class CLIPSave(Node):
