@@ -157,6 +157,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sys.setswitchinterval(0.001)
     try:
         asyncio.run(_serve(app, args.host, args.port))
+    except Exception as exc:
+        from latentgraph.server.cluster import ClusterUnavailable
+
+        if not isinstance(exc, ClusterUnavailable):
+            raise
+        print(f"latentgraph serve: {exc}", file=sys.stderr)
+        return 2
     finally:
         store.close()
     return 0

@@ -393,7 +393,11 @@ class ClusterDispatcher:
             if self.config.address is None:
                 options.update({"include_dashboard": False, **self.config.init_options})
                 self._started_ray = True
-            ray.init(address=self.config.address, **options)
+            try:
+                ray.init(address=self.config.address, **options)
+            except Exception as exc:  # unreachable address, bad credentials…: say so, no traceback
+                raise ClusterUnavailable(f"cannot reach the Ray cluster at {self.config.address or 'a new local one'}: "
+                                         f"{type(exc).__name__}: {str(exc)[:300]}") from None
         self.host = ray.util.get_node_ip_address()
 
     def _wanted(self) -> int:
