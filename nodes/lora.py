@@ -218,21 +218,27 @@ def text_encoder_lora_names(encoder: Any, index: int, count: int) -> dict[str, s
 # -- patching --------------------------------------------------------------------------------
 
 
+def clone_sharing(module: torch.nn.Module, new_params: Mapping[str, torch.Tensor]) -> torch.nn.Module:
+    """A copy of ``module`` sharing every tensor except the named parameters, which get new values."""
+    shared = {id(t): t for t in module.parameters()}
+    shared.update({id(t): t for t in module.buffers()})
+    clone = copy.deepcopy(module, memo=dict(shared))
+    for name, value in new_params.items():
+        owner, _, leaf = name.rpartition(".")
+        setattr(clone.get_submodule(owner) if owner else clone, leaf, torch.nn.Parameter(value, requires_grad=False))
+    return clone
+
+
 def patched_copy(module: torch.nn.Module, deltas: Mapping[str, torch.Tensor], strength: float) -> torch.nn.Module:
     """A clone sharing every tensor with ``module`` except the parameters in ``deltas``, which are new.
 
     ``deltas`` maps a parameter's path (``<layer>.weight`` / ``<layer>.bias``) to its change."""
-    shared = {id(t): t for t in module.parameters()}
-    shared.update({id(t): t for t in module.buffers()})
-    clone = copy.deepcopy(module, memo=dict(shared))
+    new = {}
     with torch.no_grad():
         for path, delta in deltas.items():
-            owner, _, leaf = path.rpartition(".")
-            layer = clone.get_submodule(owner)
-            base = getattr(layer, leaf)
-            new = (base.float() + delta.to(base.device) * strength).to(base.dtype)
-            setattr(layer, leaf, torch.nn.Parameter(new, requires_grad=False))
-    return clone
+            base = module.get_parameter(path)
+            new[path] = (base.float() + delta.to(base.device) * strength).to(base.dtype)
+    return clone_sharing(module, new)
 
 
 def _match(lora: LoraFile, names: Mapping[str, str], layers: Mapping[str, torch.nn.Module], used: set[str]):

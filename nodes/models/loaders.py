@@ -382,7 +382,7 @@ def apply_hypernetwork(model: DiffusionModel, layers, strength: float) -> Diffus
     def pre(mlp):
         def hook(module, inputs):
             x = inputs[0]
-            return (x + mlp(x) * strength, *inputs[1:]) if x.shape[-1] in layers else None
+            return (x + mlp(x) * strength, *inputs[1:])  # only on layers whose width has an mlp
 
         return hook
 

@@ -19,7 +19,7 @@ import torch
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.components import DiffusionModel, TextEncoder
-from latentgraph.nodes.models.patches_unet import clone_sharing
+from latentgraph.nodes.lora import clone_sharing
 from latentgraph.nodes.original_layout import rename, unet_module_map
 
 log = logging.getLogger("latentgraph.models.merging")

@@ -18,6 +18,7 @@ import torch
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.components import DiffusionModel
+from latentgraph.nodes.lora import clone_sharing
 from latentgraph.nodes.models.unet_patching import (
     attention_modules,
     during_unet_call,
@@ -143,17 +144,6 @@ class UNetCrossAttentionMultiply(UNetSelfAttentionMultiply):
     spec = replace(UNetSelfAttentionMultiply.spec, name="UNetCrossAttentionMultiply",
                    description="Scales the UNet's cross-attention (text) query, key, value and output projections.")
     kind = "cross"
-
-
-def clone_sharing(module: torch.nn.Module, new_params: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """A copy of ``module`` sharing every tensor except the named parameters, which get new values."""
-    shared = {id(t): t for t in module.parameters()}
-    shared.update({id(t): t for t in module.buffers()})
-    clone = copy.deepcopy(module, memo=dict(shared))
-    for name, value in new_params.items():
-        owner, _, leaf = name.rpartition(".")
-        setattr(clone.get_submodule(owner) if owner else clone, leaf, torch.nn.Parameter(value, requires_grad=False))
-    return clone
 
 
 class CLIPAttentionMultiply(Node):

@@ -235,11 +235,11 @@ def lora_state_dict(model_diff: DiffusionModel | None, clip_diff: TextEncoder | 
     """ComfyUI's LoraSave keys for the UNet (``diffusion_model.<original module>.lora_up.weight``),
     kohya's for text encoders (``lora_te_…`` / ``lora_te1_``, ``lora_te2_``), in fp16."""
     out: dict[str, torch.Tensor] = {}
-    parts: list[tuple[str, dict[str, torch.Tensor]]] = []
+    parts: list[dict[str, torch.Tensor]] = []
     if model_diff is not None:
         mmap = unet_module_map(dict(model_diff.unet.config))
         sd = model_diff.unet.state_dict()
-        parts.append(("unet", {"diffusion_model." + rename(k, mmap): v for k, v in sd.items()}))
+        parts.append({"diffusion_model." + rename(k, mmap): v for k, v in sd.items()})
     if clip_diff is not None:
         n = len(clip_diff.encoders)
         for i, enc in enumerate(clip_diff.encoders):
@@ -250,8 +250,8 @@ def lora_state_dict(model_diff: DiffusionModel | None, clip_diff: TextEncoder | 
                 if full.startswith("text_model.encoder."):
                     module, _, leaf = full.rpartition(".")
                     sd[f"{prefix}_{module.replace('.', '_')}.{leaf}"] = v
-            parts.append(("te", sd))
-    for _, sd in parts:
+            parts.append(sd)
+    for sd in parts:
         for key, value in sd.items():
             module, _, leaf = key.rpartition(".")
             if not value.is_floating_point() or not value.abs().max() > 0:
