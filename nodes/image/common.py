@@ -21,9 +21,12 @@ __all__ = [
     "check_choice",
     "check_image",
     "comfy_center_crop",
+    "crop_dims",
+    "flip_dims",
     "match_channels",
     "repeat_to_batch",
     "resize_bchw",
+    "rotate_dims",
 ]
 
 
@@ -58,6 +61,24 @@ def comfy_center_crop(samples: Tensor, width: int, height: int) -> Tensor:
     elif old_aspect < new_aspect:
         y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
     return samples[..., y : old_h - y, x : old_w - x]
+
+
+def crop_dims(t: Tensor, x: int, y: int, width: int, height: int, h_dim: int, w_dim: int) -> Tensor:
+    """Rows ``[y, y + height)`` and columns ``[x, x + width)`` of ``t`` (rows on ``h_dim``, columns on
+    ``w_dim``: IMAGE 1/2, LATENT 2/3, MASK -2/-1), cut short at the edges; no clamping of x/y."""
+    index = [slice(None)] * t.ndim
+    index[h_dim], index[w_dim] = slice(y, y + height), slice(x, x + width)
+    return t[tuple(index)]
+
+
+def flip_dims(t: Tensor, method: str, h_dim: int, w_dim: int) -> Tensor:
+    """``"x-axis: vertically"`` mirrors top↔bottom (``h_dim``), ``"y-axis: horizontally"`` left↔right."""
+    return torch.flip(t, dims=[h_dim] if method.startswith("x") else [w_dim])
+
+
+def rotate_dims(t: Tensor, quarter_turns: int, h_dim: int, w_dim: int) -> Tensor:
+    """Clockwise by ``90° · quarter_turns`` in the (``h_dim``, ``w_dim``) plane."""
+    return torch.rot90(t, k=int(quarter_turns) % 4, dims=[w_dim, h_dim])
 
 
 def resize_bchw(samples: Tensor, width: int, height: int, method: str, crop: bool = False) -> Tensor:

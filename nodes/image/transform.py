@@ -8,7 +8,15 @@ from torch import Tensor
 
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
-from latentgraph.nodes.image.common import MAX_RESOLUTION, check_choice, check_image, resize_bchw
+from latentgraph.nodes.image.common import (
+    MAX_RESOLUTION,
+    check_choice,
+    check_image,
+    crop_dims,
+    flip_dims,
+    resize_bchw,
+    rotate_dims,
+)
 
 FLIP_METHODS = ("x-axis: vertically", "y-axis: horizontally")
 ROTATIONS = ("none", "90 degrees", "180 degrees", "270 degrees")
@@ -27,17 +35,17 @@ def crop(image: Tensor, width: int, height: int, x: int, y: int) -> Tensor:
     (at most its last column/row), so the result has at least one pixel."""
     x = max(0, min(int(x), image.shape[2] - 1))
     y = max(0, min(int(y), image.shape[1] - 1))
-    return image[:, y : y + int(height), x : x + int(width), :]
+    return crop_dims(image, x, y, int(width), int(height), 1, 2)
 
 
 def flip(image: Tensor, method: str) -> Tensor:
     """``"x-axis: vertically"`` mirrors top↔bottom, ``"y-axis: horizontally"`` left↔right."""
-    return torch.flip(image, dims=[1] if method.startswith("x") else [2])
+    return flip_dims(image, method, 1, 2)
 
 
 def rotate(image: Tensor, quarter_turns: int) -> Tensor:
     """Clockwise by ``90° · quarter_turns``."""
-    return torch.rot90(image, k=int(quarter_turns) % 4, dims=[2, 1])
+    return rotate_dims(image, quarter_turns, 1, 2)
 
 
 def _pad_to(image: Tensor, dim: int, size: int, value: float) -> Tensor:

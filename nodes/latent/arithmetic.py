@@ -6,25 +6,15 @@ and its batch repeated or cut to the first's, as ComfyUI does.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from latentgraph.node import In, Node, NodeSpec, Out
+from latentgraph.nodes.image.common import repeat_to_batch  # re-exported: latent.batch/transform use it
 from latentgraph.nodes.latent.base import operands, publish, unary
 from latentgraph.nodes.latents import resize_latents
 
 CATEGORY = "latent/advanced"
-
-
-def repeat_to_batch(t: Tensor, batch: int) -> Tensor:
-    """``t`` with its batch cut to ``batch`` or repeated (cyclically) up to it."""
-    if t.shape[0] > batch:
-        return t[:batch]
-    if t.shape[0] < batch:
-        return t.repeat(math.ceil(batch / t.shape[0]), *([1] * (t.ndim - 1)))[:batch]
-    return t
 
 
 def reshape_like(target: Tensor, t: Tensor, repeat_batch: bool = True) -> Tensor:

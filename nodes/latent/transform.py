@@ -10,6 +10,7 @@ from torch import Tensor
 
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
+from latentgraph.nodes.image.common import crop_dims, flip_dims, rotate_dims
 from latentgraph.nodes.latent.arithmetic import repeat_to_batch
 from latentgraph.nodes.latent.base import check_latent, downscale_of, operands, publish, unary
 from latentgraph.nodes.latents import MAX_RESOLUTION, UPSCALE_METHODS, resize_latents
@@ -33,18 +34,17 @@ def crop(samples: Tensor, width: int, height: int, x: int, y: int, f: int) -> Te
     keep = max(1, MIN_CROP_PIXELS // f)
     x = max(0, min(x // f, samples.shape[3] - keep))
     y = max(0, min(y // f, samples.shape[2] - keep))
-    return samples[:, :, y : y + height // f, x : x + width // f]
+    return crop_dims(samples, x, y, width // f, height // f, 2, 3)
 
 
 def flip(samples: Tensor, method: str) -> Tensor:
     """x-axis: top↔bottom (rows reversed); y-axis: left↔right (columns reversed)."""
-    return torch.flip(samples, dims=[2] if method.startswith("x") else [3])
+    return flip_dims(samples, method, 2, 3)
 
 
 def rotate(samples: Tensor, rotation: str) -> Tensor:
     """Clockwise by 90/180/270 degrees."""
-    k = {"none": 0, "90 degrees": 1, "180 degrees": 2, "270 degrees": 3}[rotation]
-    return torch.rot90(samples, k=k, dims=[3, 2])
+    return rotate_dims(samples, ROTATIONS.index(rotation), 2, 3)
 
 
 def _axis(name: str, dim: str) -> int:

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
+from latentgraph.nodes.image.common import crop_dims
 from latentgraph.nodes.images import MAX_RESOLUTION
 
 # One implementation of these two: they live in nodes/latent_mask.py (registered there) with
@@ -48,7 +49,7 @@ def threshold(mask: Tensor, value: float) -> Tensor:
 
 def crop(mask: Tensor, x: int, y: int, width: int, height: int) -> Tensor:
     """The ``width`` × ``height`` window at (x, y), cut short at the mask's edges."""
-    return as_batch(mask)[:, y : y + height, x : x + width]
+    return crop_dims(as_batch(mask), x, y, width, height, 1, 2)
 
 
 def check_image(name: str, image: object) -> Tensor:
@@ -148,8 +149,7 @@ class ImageToMask(Node):
     )
 
     def execute(self, ctx, image, channel="red"):
-        if not isinstance(image, Tensor) or image.ndim != 4:
-            raise NodeInputError("image", "expected an IMAGE tensor [batch, height, width, channels]")
+        image = check_image("image", image)
         if channel not in CHANNELS:
             raise NodeInputError("channel", f"must be one of {', '.join(CHANNELS)}, got {channel!r}")
         index = CHANNELS.index(channel)

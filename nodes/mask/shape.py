@@ -153,16 +153,14 @@ class GrowMask(Node):
     )
 
     def execute(self, ctx, mask, expand=0, tapered_corners=True):
-        mask = check_mask("mask", mask)
+        out = as_batch(check_mask("mask", mask))
         steps = abs(int(expand))
-        out = as_batch(mask)[:, None]
-        sign = 1.0 if expand >= 0 else -1.0
-        x = out * sign
+        step = 1 if expand >= 0 else -1
         for i in range(steps):  # pass by pass, so a long grow reports progress and can be stopped
-            x = grow(x[:, 0], 1, bool(tapered_corners))[:, None]
+            out = grow(out, step, bool(tapered_corners))
             if steps > 8:
                 ctx.progress(i + 1, steps)
-        return ((x * sign)[:, 0],)
+        return (out if steps else out.clone(),)
 
 
 NODES = [MaskComposite, FeatherMask, GrowMask]
