@@ -26,17 +26,16 @@ import concurrent.futures
 import hashlib
 import inspect
 import os
-import threading
 import time
 import traceback
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from latentgraph.cache import Cache
 from latentgraph.context import ExecutionContext, InterruptFlag
-from latentgraph.errors import ErrorReport, Interrupted, NodeFailure, NodeInputError
+from latentgraph.async_runner import AsyncRunner
+from latentgraph.errors import Interrupted, NodeFailure, NodeInputError
 from latentgraph.events import (
     EventSink,
     ExecutionFailed,
@@ -48,14 +47,17 @@ from latentgraph.events import (
     NodeStarted,
     null_sink,
 )
+from latentgraph.expansion import expand_node, resolve_expansion
+from latentgraph.list_values import ListValue, NodeOutputError, _as_list, _content_id, _items, _listed
 from latentgraph.node import Node, NodeResult
 from latentgraph.registry import NodeRegistry
+from latentgraph.run_state import _Calls, _NodeFailed, _Run
 from latentgraph.settings import Settings
 from latentgraph.validation import Graph, PlannedNode
-from latentgraph.workflow import Link
+
+__all__ = ["AsyncRunner", "Executor", "Hooks", "ListValue", "NodeOutputError", "RunResult"]
 
 _blake2b = hashlib.blake2b
-_SCALARS = (int, float, str, bool, type(None))
 
 
 class Hooks(Protocol):
@@ -99,131 +101,7 @@ class RunResult:
         }
 
 
-class NodeOutputError(Exception):
-    """A node returned something that does not match its declared outputs."""
 
-
-class ListValue(tuple):
-    """A list flowing along one link: each item is one value (ComfyUI's list outputs).
-
-    ``ids`` names each item for the per-item cache: a digest of the item itself for plain values
-    (int, float, str, bool, None), else of where it was made (node key, call, output, position).
-    A list of one item is never wrapped: it is that item.
-    """
-
-    ids: tuple[bytes, ...]
-
-    def __new__(cls, items: Any, ids: Any = ()) -> ListValue:
-        self = super().__new__(cls, items)
-        self.ids = tuple(ids)
-        return self
-
-    def __repr__(self) -> str:
-        return f"ListValue({list(self)!r})"
-
-
-def _content_id(value: Any) -> bytes | None:
-    if type(value) in _SCALARS:
-        return _blake2b(f"{type(value).__name__}:{value!r}".encode(), digest_size=16).digest()
-    return None
-
-
-def _as_list(items: list[Any], ids: list[bytes]) -> Any:
-    """One item is the item itself; otherwise a :class:`ListValue`."""
-    if len(items) == 1:
-        return items[0]
-    return ListValue(items, ids)
-
-
-class AsyncRunner:
-    """The engine's event loop, on its own daemon thread, started by the first async node."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                loop = asyncio.new_event_loop()
-                ready = threading.Event()
-
-                def main() -> None:
-                    asyncio.set_event_loop(loop)
-                    loop.call_soon(ready.set)
-                    loop.run_forever()
-
-                self._thread = threading.Thread(target=main, name="latentgraph-async-nodes", daemon=True)
-                self._thread.start()
-                ready.wait()
-                self._loop = loop
-            return self._loop
-
-    def submit(self, coro: Any) -> concurrent.futures.Future:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def run(self, coro: Any) -> Any:
-        """Run a coroutine to completion from a non-loop thread."""
-        return self.submit(coro).result()
-
-    def close(self) -> None:
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            if thread is not None:
-                thread.join(5)
-            if not loop.is_running():
-                loop.close()
-
-
-class _Run:
-    """The state of one run: values, what is pending, and the nodes added by expansion."""
-
-    def __init__(self, graph: Graph, keys: dict[str, bytes], result: RunResult, prompt_id: str,
-                 sink: EventSink, interrupt: InterruptFlag, extra: dict[str, Any]) -> None:
-        self.graph = graph
-        self.nodes: dict[str, PlannedNode] = graph.nodes  # copied on the first expansion
-        self.keys = keys
-        self.result = result
-        self.prompt_id = prompt_id
-        self.sink = sink
-        self.interrupt = interrupt
-        self.extra = extra
-        self.values: dict[str, tuple] = {}
-        #: How many pending consumers each value still has: dropped at zero.
-        self.pending: dict[str, int] = {}
-        #: Nodes whose links are counted in ``pending``.
-        self.planned: set[str] = set()
-        self.queue: deque[str] = deque()
-        #: Async nodes in flight: node id → (future, continuation).
-        self.inflight: dict[str, tuple[concurrent.futures.Future, Any]] = {}
-        #: In flight, or waiting for something in flight.
-        self.blocked: set[str] = set()
-        self.deferred: list[str] = []
-        #: Node instances kept between a lazy node's checks and its execution.
-        self.instances: dict[str, Node] = {}
-        #: Expanding nodes waiting for their subgraphs: id → (per-call results, ui list, mapped, start).
-        self.expansions: dict[str, Any] = {}
-        #: Expanded node id → the workflow node it came from.
-        self.origin: dict[str, str] = {}
-
-    def count_links(self, nid: str) -> None:
-        if nid in self.planned:
-            return
-        self.planned.add(nid)
-        pending = self.pending
-        for link in self.nodes[nid].links.values():
-            pending[link.node_id] = pending.get(link.node_id, 0) + 1
-
-    def release(self, node_id: str) -> None:
-        left = self.pending.get(node_id, 0) - 1
-        self.pending[node_id] = left
-        if left <= 0:
-            self.values.pop(node_id, None)
 
 
 class Executor:
@@ -491,7 +369,7 @@ class Executor:
         """Run one node; ``None`` when it cannot finish yet (it asked for lazy inputs, expanded,
         or awaits): it is queued again or collected when its coroutine is done."""
         if run.expansions and node.id in run.expansions:
-            return self._resolve_expansion(node, run)
+            return resolve_expansion(self, node, run)
         spec = node.spec
         values = run.values
         kwargs = dict(node.literals)
@@ -690,7 +568,7 @@ class Executor:
                 self.cache.put(key, outputs, ui)
             results.append((outputs, ui, expand))
         if expanding:
-            return self._expand(run, node, results, state)
+            return expand_node(self, run, node, results, state)
         outputs, ui = self._merge(node, results, state)
         return outputs, ui, time.perf_counter() - state.start
 
@@ -727,117 +605,6 @@ class Executor:
             merged.append(_as_list(items, ids))
         return tuple(merged), ui
 
-    # -- expansion --------------------------------------------------------------------------
-    def _expand(self, run: _Run, node: PlannedNode, results: list[tuple[tuple, dict | None, Any]], state: _Calls) -> None:
-        """Add each call's subgraph to the run (stable ids ``<node>.<call>.<local>``), plan what
-        its outputs need, and queue the node again to read them."""
-        from latentgraph.validation import _ChoiceCache, _check_node
-        from latentgraph.workflow import Workflow, WorkflowNode, parse_workflow
-
-        if run.nodes is run.graph.nodes:
-            run.nodes = dict(run.graph.nodes)
-        nodes = run.nodes
-        origin = run.origin.get(node.id, node.id)
-        resolved: list[tuple[tuple, dict | None]] = []
-        targets: list[str] = []
-        added: list[str] = []
-        for i, (outputs, ui, expand) in enumerate(results):
-            if expand is None:
-                resolved.append((outputs, ui))
-                continue
-            graph = expand.finalize() if hasattr(expand, "finalize") else expand
-            if not isinstance(graph, dict):
-                raise NodeOutputError(f"expand must be a dict of nodes or a GraphBuilder, got {type(graph).__name__}")
-            prefix = f"{node.id}.{i}."
-            local = {str(k) for k in graph}
-            workflow, report = parse_workflow(graph) if graph else (Workflow(), ErrorReport())
-            if report:
-                raise NodeOutputError(f"expanded subgraph is malformed: {_report_text(report)}")
-
-            def rename(link: Link) -> Link:
-                if link.node_id in local:
-                    return Link(prefix + link.node_id, link.output)
-                if link.node_id == node.id:
-                    raise NodeOutputError("expanded subgraph links to the node that expands into it")
-                if link.node_id not in nodes:
-                    raise NodeOutputError(f"expanded subgraph links to node '{link.node_id}', which does not exist")
-                return link
-
-            new = Workflow()
-            for wn in workflow.nodes.values():
-                inputs = {k: rename(v) if isinstance(v, Link) else v for k, v in wn.inputs.items()}
-                new.nodes[prefix + wn.id] = WorkflowNode(prefix + wn.id, wn.class_type, inputs, wn.title)
-            outs = tuple(
-                rename(Link(str(v[0]), int(v[1]))) if _is_link(v) else v for v in (outputs or ())
-            )
-            resolved.append((outs, ui))
-            targets.extend(v.node_id for v in outs if isinstance(v, Link))
-            # validate the new nodes against the registry, links into the enclosing graph included
-            lookup = Workflow(dict(new.nodes))
-            types = {}
-            for wn in new.nodes.values():
-                for v in wn.inputs.values():
-                    if isinstance(v, Link) and v.node_id not in new.nodes:
-                        outer = nodes[v.node_id]
-                        lookup.nodes.setdefault(v.node_id, WorkflowNode(v.node_id, outer.class_type, {}))
-                        types[v.node_id] = outer.node_type
-            report = ErrorReport()
-            for wn in new.nodes.values():
-                t = self.registry.get(wn.class_type, wn.inputs)
-                if t is None:
-                    raise NodeOutputError(f"expanded node '{wn.id}' has unknown type '{wn.class_type}'")
-                types[wn.id] = t
-            choices = _ChoiceCache(self.settings, self.registry)
-            planned = {}
-            for wn in new.nodes.values():
-                item = _check_node(wn, types[wn.id], lookup, types, self.registry, self.settings, choices, report)
-                if item is not None:
-                    planned[wn.id] = item
-            if report:
-                raise NodeOutputError(f"expanded subgraph is invalid: {_report_text(report)}")
-            for nid in _topological(planned):
-                nodes[nid] = planned[nid]
-                run.origin[nid] = origin
-                run.keys[nid] = self._key(planned[nid], run.keys)
-                added.append(nid)
-                if planned[nid].spec.output_node:
-                    targets.append(nid)
-        for t in targets:
-            run.pending[t] = run.pending.get(t, 0) + 1
-        first = self._require(run, targets)
-        run.expansions[node.id] = (resolved, state, targets)
-        run.queue.appendleft(node.id)
-        run.queue.extendleft(reversed(first))
-        return None
-
-    def _resolve_expansion(self, node: PlannedNode, run: _Run) -> tuple[tuple[Any, ...], dict[str, Any] | None, float]:
-        resolved, state, targets = run.expansions.pop(node.id)
-        values = run.values
-        results = []
-        try:
-            for outputs, ui in resolved:
-                outs = tuple(values[v.node_id][v.output] if isinstance(v, Link) else v for v in outputs)
-                if len(outs) != len(node.spec.outputs):
-                    raise NodeOutputError(
-                        f"expansion gives {len(outs)} value(s) for {len(node.spec.outputs)} declared output(s)"
-                    )
-                results.append((outs, ui, None))
-            outputs, ui = self._merge(node, results, state)
-        except Exception as exc:
-            raise _NodeFailed(self._failure(run, node, exc)) from exc
-        for t in targets:
-            run.release(t)
-        return outputs, ui, time.perf_counter() - state.start
-
-    def _key(self, node: PlannedNode, keys: dict[str, bytes]) -> bytes:
-        spec = node.spec
-        parts = [spec.name, spec.version, node.literal_key]
-        for name, link in sorted(node.links.items()):
-            parts.append(f"{name}={keys[link.node_id].hex()}:{link.output}")
-        if node.node_type.fingerprint.__func__ is not Node.fingerprint.__func__ or not spec.deterministic:
-            parts.append(self._fingerprint(node))
-        return _blake2b("\x1f".join(parts).encode(), digest_size=16).digest()
-
     def _failure(self, run: _Run, node: PlannedNode, exc: BaseException) -> NodeFailure:
         failure = _failure(node, exc)
         origin = run.origin.get(node.id)
@@ -848,88 +615,11 @@ class Executor:
         return failure
 
 
-@dataclass(slots=True)
-class _Calls:
-    """What the calls of one node execution need to become its outputs."""
-
-    #: Per call: the per-item cache entry that served it, or None.
-    served: list[Any]
-    #: Per call: where to store its result in the per-item cache, or None.
-    put_keys: list[bytes | None]
-    #: Per call: the digest its list items are named after.
-    origins: list[bytes]
-    mapped: bool
-    start: float
-
-
-class _NodeFailed(Exception):
-    def __init__(self, failure: NodeFailure) -> None:
-        self.failure = failure
-
 
 async def _ready(value: Any) -> Any:
     return value
 
 
-def _items(kwargs: dict[str, Any], lists: dict[str, ListValue] | None = None, length: int | None = None):
-    """The keyword arguments of each call of a node mapped over its list inputs."""
-    if lists is None:
-        lists = {k: v for k, v in kwargs.items() if type(v) is ListValue}
-        length = max((len(v) for v in lists.values()), default=1)
-    for i in range(length or 0):
-        item = dict(kwargs)
-        for k, v in lists.items():
-            if len(v):
-                item[k] = v[i if i < len(v) else -1]
-        yield item
-
-
-def _listed(value: Any) -> list[Any]:
-    if type(value) is ListValue:
-        return list(value)
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    raise NodeOutputError(f"an output declared as a list must be a list, got {type(value).__name__}")
-
-
-def _is_link(value: Any) -> bool:
-    return (
-        isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
-        and not isinstance(value[0], bool) and isinstance(value[1], int) and not isinstance(value[1], bool)
-    )
-
-
-def _topological(planned: dict[str, PlannedNode]) -> list[str]:
-    order: list[str] = []
-    state: dict[str, int] = {}
-    for root in planned:
-        stack = [(root, False)]
-        while stack:
-            nid, ready = stack.pop()
-            if ready:
-                state[nid] = 2
-                order.append(nid)
-                continue
-            if state.get(nid):
-                if state[nid] == 1:
-                    continue
-                continue
-            state[nid] = 1
-            stack.append((nid, True))
-            for link in planned[nid].links.values():
-                if link.node_id in planned and not state.get(link.node_id):
-                    stack.append((link.node_id, False))
-    return order
-
-
-def _report_text(report: ErrorReport) -> str:
-    parts = []
-    for node_id, errors in getattr(report, "node_errors", {}).items():
-        for e in getattr(errors, "errors", errors) or ():
-            parts.append(f"node '{node_id}': {getattr(e, 'message', e)}")
-    if getattr(report, "error", None) is not None:
-        parts.append(report.error.message)
-    return "; ".join(parts[:5]) or "see the node's inputs"
 
 
 def _normalise(node: PlannedNode, returned: Any) -> tuple[tuple[Any, ...], dict[str, Any] | None, Any]:
