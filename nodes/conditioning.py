@@ -154,15 +154,10 @@ def _layer_index(layer: int, num_layers: int) -> int:
     return layer
 
 
-def _padded(tokenizer: Any, windows: list[list[int]], weights: list[list[float]], count: int) -> tuple[list, list]:
-    """Windows filled up to ``count`` with the empty prompt's window (ComfyUI's CLIPTextEncodeSDXL rule)."""
-    empty = token_windows(tokenizer, "")[0]
+def _padded(empty: list[int], windows: list[list[int]], weights: list[list[float]], count: int) -> tuple[list, list]:
+    """Windows filled up to ``count`` with the empty prompt's window ``empty`` (ComfyUI's CLIPTextEncodeSDXL rule)."""
     fill = count - len(windows)
     return windows + [empty] * fill, weights + [[1.0] * len(empty)] * fill
-
-
-def _input_embeddings(encoder: Any) -> torch.nn.Module:
-    return encoder.get_input_embeddings()
 
 
 def _substituted(encoder: Any, rows: list[list]) -> tuple[torch.Tensor, Any]:
@@ -182,7 +177,7 @@ def _substituted(encoder: Any, rows: list[list]) -> tuple[torch.Tensor, Any]:
         output[index[:, 0], index[:, 1]] = values.to(device=output.device, dtype=output.dtype)
         return output
 
-    return ids, _input_embeddings(encoder).register_forward_hook(put_back)
+    return ids, encoder.get_input_embeddings().register_forward_hook(put_back)
 
 
 @torch.inference_mode()
@@ -210,7 +205,7 @@ def encode_text(
     lookup = EmbeddingLookup(list(embedding_dirs) if embedding_dirs is not None else None)
     tokenized = []
     for index, (tokenizer, encoder, t) in enumerate(zip(clip.tokenizers, clip.encoders, texts)):
-        width = int(_input_embeddings(encoder).weight.shape[-1])
+        width = int(encoder.get_input_embeddings().weight.shape[-1])
         tokens, weights = weighted_tokens(tokenizer, t, lookup, encoder_key(clip.arch, index, width), width)
         tokenized.append(_windows(tokenizer, tokens, weights))
     if warnings is not None:
@@ -218,10 +213,11 @@ def encode_text(
     count = max(len(windows) for windows, _ in tokenized)
     hidden_parts, pooled = [], None
     for tokenizer, encoder, (windows, weights) in zip(clip.tokenizers, clip.encoders, tokenized):
-        windows, weights = _padded(tokenizer, windows, weights, count)
+        empty = token_windows(tokenizer, "")[0]
+        windows, weights = _padded(empty, windows, weights, count)
         weighted = any(w != 1.0 for row in weights for w in row)
         if weighted:  # the empty prompt is the reference weights scale from
-            windows = [*windows, token_windows(tokenizer, "")[0]]
+            windows = [*windows, empty]
         ids, hook = _substituted(encoder, windows)
         try:
             out = encoder(input_ids=ids, output_hidden_states=True)

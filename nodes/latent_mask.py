@@ -14,6 +14,7 @@ from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.sampling.run import NOISE_MASK_KEY
 
+
 def check_mask(name: str, mask: object, max_ndim: int | None = None) -> Tensor:
     """``mask`` as a MASK tensor (at least [height, width]; at most ``max_ndim`` dimensions if given)."""
     if not isinstance(mask, Tensor) or mask.ndim < 2 or (max_ndim is not None and mask.ndim > max_ndim):

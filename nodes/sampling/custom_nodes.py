@@ -20,7 +20,7 @@ from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.latents import DOWNSCALE_KEY, plain_latent
 from latentgraph.nodes.sampling import guider_nodes, sigma_nodes
 from latentgraph.nodes.sampling.guidance import CFG, Guider
-from latentgraph.nodes.sampling.ksampler_nodes import MAX_SEED, input_latent, run_guided, sampler_names
+from latentgraph.nodes.sampling.ksampler_nodes import MAX_SEED, input_latent, lookup_sampler, run_guided, sampler_names
 from latentgraph.nodes.sampling.run import NoNoise, RandomNoise, check_model, process_latent_in, process_latent_out
 from latentgraph.nodes.sampling.samplers import SamplerDef
 from latentgraph.nodes.sampling.sigma_nodes import EXACT, check_sigmas
@@ -38,10 +38,7 @@ SAMPLERS = "sampling/custom_sampling/samplers"
 
 # -- SAMPLER nodes -------------------------------------------------------------------------------------
 def _sampler(ctx, name: str, input_name: str, **options: Any) -> tuple[SamplerDef]:
-    found = ctx.registry.samplers.get(name)
-    if found is None:
-        raise NodeInputError(input_name, f"sampler {name!r} is not available here; known: {', '.join(ctx.registry.samplers)}")
-    return (found.with_options(**options),)
+    return (lookup_sampler(ctx, name, input_name).with_options(**options),)
 
 
 def _f(name: str, default: float, max: float = 100.0, min: float = 0.0, **kw: Any) -> Any:

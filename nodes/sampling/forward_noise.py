@@ -21,6 +21,8 @@ from typing import Any
 import torch
 
 from latentgraph.node import In, Node, NodeSpec, Out
+from latentgraph.nodes.sampling.run import RandomNoise, check_model, process_latent_in, process_latent_out
+from latentgraph.nodes.sampling.schedules import schedule_sigmas
 
 #: Key of the :class:`NoiseLevel` record in a LATENT.
 NOISE_KEY = "noise_level"
@@ -66,10 +68,9 @@ class ForwardNoise(Node):
     )
 
     def execute(self, ctx, model, samples, noise_seed, steps, sampler_name, scheduler, denoise=1.0):
+        # latents and ksampler_nodes import this module: importing them here breaks the cycle.
         from latentgraph.nodes.latents import DOWNSCALE_KEY, plain_latent
         from latentgraph.nodes.sampling.ksampler_nodes import input_latent, lookup_sampler, lookup_schedule
-        from latentgraph.nodes.sampling.run import RandomNoise, check_model, process_latent_in, process_latent_out
-        from latentgraph.nodes.sampling.schedules import schedule_sigmas
 
         model = check_model(model)
         x0, downscale = input_latent(model, samples, "samples")

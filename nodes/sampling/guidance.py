@@ -64,12 +64,10 @@ class CondItem:
 
     def region(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The crop of ``x`` this entry denoises and its weight there."""
-        area = self.area
+        area = self.clipped_area(x)
         crop = x
         if area is not None:
             h, w, y, xo = area
-            h, w = min(x.shape[2] - y, h), min(x.shape[3] - xo, w)
-            area = (h, w, y, xo)
             crop = x[:, :, y : y + h, xo : xo + w]
         if self.mask is not None:
             mask = self.mask[: crop.shape[0]]
@@ -83,6 +81,7 @@ class CondItem:
         return crop, mult.to(crop.dtype)
 
     def clipped_area(self, x: Tensor) -> tuple[int, int, int, int] | None:
+        """The entry's area cut to ``x``'s extent."""
         if self.area is None:
             return None
         h, w, y, xo = self.area
@@ -199,6 +198,10 @@ def prepare_items(
     dims = (int(latent_shape[2]), int(latent_shape[3]))
     pixel_hw = (dims[0] * downscale, dims[1] * downscale)
     config = model.unet.config
+    timestep_cond = None  # the same for every entry
+    if guidance_w is not None:
+        timestep_cond = guidance_scale_embedding(torch.tensor([guidance_w]), int(config.time_cond_proj_dim))
+        timestep_cond = timestep_cond.to(model.device, model.dtype)
     items = []
     for emb, extras in check_conditioning(name, conditioning):
         if emb.shape[-1] != model.cross_attention_dim:
@@ -225,10 +228,6 @@ def prepare_items(
         control = extras.get("control")
         if control is not None:
             _check_control(model, name, control)
-        timestep_cond = None
-        if guidance_w is not None:
-            timestep_cond = guidance_scale_embedding(torch.tensor([guidance_w]), int(config.time_cond_proj_dim))
-            timestep_cond = timestep_cond.to(model.device, model.dtype)
         items.append(
             CondItem(
                 hidden=emb.to(model.device, model.dtype),
@@ -407,19 +406,18 @@ def calc_cond_batch(model: DiffusionModel, sides: Sequence[Sequence[CondItem] | 
     out = [torch.zeros_like(x) for _ in sides]
     counts = [torch.ones_like(x) * 1e-37 for _ in sides]
     level = float(sigma[0])
-    groups: dict[tuple, list[tuple[int, CondItem, Tensor, Tensor]]] = {}
+    groups: dict[tuple, list[tuple[int, CondItem, Tensor, Tensor, tuple[int, int, int, int] | None]]] = {}
     for side, items in enumerate(sides):
         for item in items or ():
             if not item.active(level):
                 continue
             crop, mult = item.region(x)
             key = (tuple(crop.shape), item.added is None, item.timestep_cond is None, id(item.control))
-            groups.setdefault(key, []).append((side, item, crop, mult))
+            groups.setdefault(key, []).append((side, item, crop, mult, item.clipped_area(x)))
     for members in groups.values():
         preds = apply_model(model, [m[2] for m in members], sigma, [m[1] for m in members],
                             [m[0] for m in members]).chunk(len(members))
-        for (side, item, _crop, mult), pred in zip(members, preds):
-            area = item.clipped_area(x)
+        for (side, _item, _crop, mult, area), pred in zip(members, preds):
             target, count = out[side], counts[side]
             if area is not None:
                 h, w, y, xo = area

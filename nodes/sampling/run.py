@@ -35,6 +35,8 @@ from latentgraph.nodes.sampling.samplers import SamplerDef
 
 NOISE_MASK_KEY = "noise_mask"
 BATCH_INDEX_KEY = "batch_index"
+
+
 # -- latents in and out of the model's space --------------------------------------------------------------
 def latent_scale(model: DiffusionModel) -> tuple[float, float]:
     """``(scaling_factor, shift_factor)`` of the model's latent space."""
