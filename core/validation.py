@@ -26,6 +26,7 @@ _INT_TEXT = re.compile(r"^[+-]?\d+$")
 CYCLE_SHOWN = 20
 #: Distinct unknown node types that get "did you mean" suggestions in one validation.
 SUGGESTED_TYPES = 20
+PLUGIN_HINT = "is the plugin that provides it installed and enabled? (`latentgraph plugins`)"
 
 
 @dataclass(slots=True)
@@ -90,7 +91,7 @@ class _Suggester:
     def __call__(self, name: str) -> str:
         if name not in self._seen:
             if len(self._seen) >= SUGGESTED_TYPES or len(name) > 200:
-                return _suggest("", self.registry)
+                return PLUGIN_HINT  # what _suggest says when nothing is close
             self._seen[name] = _suggest(name, self.registry)
         return self._seen[name]
 
@@ -448,8 +449,7 @@ def _suggest(name: str, registry: NodeRegistry) -> str:
 
     known = list(registry.node_types) + list(registry.aliases)
     close = difflib.get_close_matches(name, known, n=3)
-    base = "is the plugin that provides it installed and enabled? (`latentgraph plugins`)"
-    return f"did you mean {', '.join(close)}? " + base if close else base
+    return f"did you mean {', '.join(close)}? " + PLUGIN_HINT if close else PLUGIN_HINT
 
 
 def _id_sort_key(node_id: str) -> tuple[int, str]:

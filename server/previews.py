@@ -61,6 +61,11 @@ def metadata_frame(data: bytes, metadata: dict[str, Any], image_type: str = "ima
     return UINT32.pack(PREVIEW_IMAGE_WITH_METADATA) + UINT32.pack(len(meta)) + meta + data
 
 
+def node_metadata(node_id: str, prompt_id: str) -> dict[str, Any]:
+    """The metadata ComfyUI sends with a node's preview or image frame (no subgraphs: the node is its own display and real node)."""
+    return {"node_id": node_id, "prompt_id": prompt_id, "display_node_id": node_id, "parent_node_id": None, "real_node_id": node_id}
+
+
 def encode_png(image: Any) -> bytes:
     """A PIL image → PNG bytes, full size (SaveImageWebsocket's frames)."""
     buffer = io.BytesIO()

@@ -228,7 +228,7 @@ class EngineWorker:
         return {"status": result.status, "outputs": result.outputs, "files": files}
 
     def _render(self, run: _Run, event: NodeProgress, render: Any) -> None:
-        from latentgraph.server.previews import encode_jpeg
+        from latentgraph.server.previews import encode_jpeg, node_metadata
 
         try:
             image = render()
@@ -237,14 +237,7 @@ class EngineWorker:
             jpeg = encode_jpeg(image)
         except Exception:  # a broken preview must not stop sampling
             return
-        metadata = {
-            "node_id": event.node_id,
-            "prompt_id": event.prompt_id,
-            "display_node_id": event.node_id,
-            "parent_node_id": None,
-            "real_node_id": event.node_id,
-        }
-        run.push(("preview", jpeg, metadata))
+        run.push(("preview", jpeg, node_metadata(event.node_id, event.prompt_id)))
 
     def poll(self, prompt_id: str, timeout: float = 0.25) -> tuple[list[tuple], bool]:
         """What happened since the last poll (waiting up to ``timeout`` for something), and

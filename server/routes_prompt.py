@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from latentgraph import standard_json
-from latentgraph.server.app import JsonError, ServerState, add_route, state_of
+from latentgraph.server.app import JsonError, ServerState, add_route, json_response, state_of
 from latentgraph.server.schemas import ClearOrDelete, InterruptRequest, PromptRequest, parse_body
 from latentgraph.store import DuplicatePromptId, QueueItem
 
@@ -80,12 +80,12 @@ async def post_prompt(request: web.Request) -> web.Response:
         state.worker.notify()
     state.hub.status_changed()
     number = int(item.number) if float(item.number).is_integer() else item.number
-    return _json_bytes(encode({"prompt_id": item.prompt_id, "number": number, "node_errors": {}}))
+    return json_response({"prompt_id": item.prompt_id, "number": number, "node_errors": {}})
 
 
 async def get_prompt(request: web.Request) -> web.Response:
     remaining = state_of(request).store.queue_remaining()  # from memory
-    return _json_bytes(encode({"exec_info": {"queue_remaining": remaining}}))
+    return json_response({"exec_info": {"queue_remaining": remaining}})
 
 
 async def get_queue(request: web.Request) -> web.Response:
@@ -113,7 +113,7 @@ async def post_queue(request: web.Request) -> web.Response:
     removed = await asyncio.to_thread(delete)
     if removed:
         state.hub.status_changed()
-    return _json_bytes(encode({"deleted": removed}))
+    return json_response({"deleted": removed})
 
 
 def _int_param(request: web.Request, name: str) -> int | None:
@@ -170,14 +170,14 @@ async def post_history(request: web.Request) -> web.Response:
             removed += state.store.delete_history(body.delete)
         return removed
 
-    return _json_bytes(encode({"deleted": await asyncio.to_thread(delete)}))
+    return json_response({"deleted": await asyncio.to_thread(delete)})
 
 
 async def post_interrupt(request: web.Request) -> web.Response:
     state = state_of(request)
     body = await parse_body(request, InterruptRequest)
     interrupted = state.worker.interrupt(body.prompt_id) if state.worker is not None else False
-    return _json_bytes(encode({"interrupted": interrupted}))
+    return json_response({"interrupted": interrupted})
 
 
 # -- JSON out, off the loop and in pieces -----------------------------------------------------
@@ -201,7 +201,7 @@ def _encode_into(value: Any, depth: int, pieces: list[str]) -> None:
     elif isinstance(value, dict):
         pieces.append("{")
         for i, (key, member) in enumerate(value.items()):
-            pieces.append(standard_json.dumps(str(key)) + ":" if not i else "," + standard_json.dumps(str(key)) + ":")
+            pieces.append(("," if i else "") + standard_json.dumps(str(key)) + ":")
             _encode_into(member, depth - 1, pieces)
         pieces.append("}")
     else:

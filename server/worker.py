@@ -36,7 +36,7 @@ from latentgraph.server.hub import Hub
 from latentgraph.output_names import EXTRA_KEY as OUTPUT_NAMES_KEY
 from latentgraph.output_names import file_under, files_in, remove_partials
 from latentgraph.server.progress_state import NodeStates
-from latentgraph.server.previews import PreviewThrottle, effective_method, encode_jpeg, encode_png
+from latentgraph.server.previews import PreviewThrottle, effective_method, encode_jpeg, encode_png, node_metadata
 from latentgraph.store import HistoryEntry, HistoryStatus, QueueItem, Store
 
 log = logging.getLogger("latentgraph.server")
@@ -452,14 +452,7 @@ class Worker:
         except Exception as exc:  # a broken preview must not stop sampling
             log.warning("preview for node %s failed: %s", event.node_id, exc)
             return
-        metadata = {
-            "node_id": event.node_id,
-            "prompt_id": event.prompt_id,
-            "display_node_id": event.node_id,
-            "parent_node_id": None,
-            "real_node_id": event.node_id,
-        }
-        self._post(self.hub.publish_preview, client_id, jpeg, metadata)
+        self._post(self.hub.publish_preview, client_id, jpeg, node_metadata(event.node_id, event.prompt_id))
 
     def _send_image(self, client_id: str | None, event: ImageSent) -> None:
         try:
@@ -467,9 +460,7 @@ class Worker:
         except Exception as exc:  # a picture that cannot be encoded must not stop the prompt
             log.warning("image from node %s could not be sent: %s", event.node_id, exc)
             return
-        metadata = {"node_id": event.node_id, "prompt_id": event.prompt_id, "display_node_id": event.node_id,
-                    "parent_node_id": None, "real_node_id": event.node_id}
-        self._post(self.hub.publish_image, client_id, png, metadata)
+        self._post(self.hub.publish_image, client_id, png, node_metadata(event.node_id, event.prompt_id))
 
     def _post(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Run ``fn`` on the loop, in posting order. Calls posted while the loop has not yet
