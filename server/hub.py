@@ -180,25 +180,22 @@ class Hub:
     def publish_preview(self, client_id: str | None, jpeg: bytes, metadata: dict[str, Any]) -> None:
         """A preview image, framed for each client as its feature flags asked; skipped for a
         client that is behind."""
-        self._publish_image(client_id, jpeg, metadata, png=False, droppable=True)
-
-    def publish_image(self, client_id: str | None, png: bytes, metadata: dict[str, Any]) -> None:
-        """A picture a node sends (SaveImageWebsocket): PNG, never dropped."""
-        self._publish_image(client_id, png, metadata, png=True, droppable=False)
-
-    def _publish_image(self, client_id: str | None, data: bytes, metadata: dict[str, Any], *, png: bool,
-                       droppable: bool) -> None:
         frames: dict[bool, bytes] = {}
         for conn in self._targets(client_id):
-            if droppable and conn.outbox.qsize() >= PREVIEW_BACKLOG:
+            if conn.outbox.qsize() >= PREVIEW_BACKLOG:
                 continue
             rich = conn.supports_preview_metadata
             if rich not in frames:
-                if rich:
-                    frames[rich] = metadata_frame(data, metadata, "image/png" if png else "image/jpeg")
-                else:
-                    frames[rich] = legacy_frame(data, FORMAT_PNG if png else FORMAT_JPEG)
+                frames[rich] = metadata_frame(jpeg, metadata) if rich else legacy_frame(jpeg, FORMAT_JPEG)
             self._put(conn, frames[rich])
+
+    def publish_image(self, client_id: str | None, png: bytes) -> None:
+        """A picture a node sends (SaveImageWebsocket): PNG, never dropped, always in the legacy
+        framing (1, 2, PNG) — ComfyUI sends these as unencoded preview images, whatever the
+        client's feature flags."""
+        frame = legacy_frame(png, FORMAT_PNG)
+        for conn in self._targets(client_id):
+            self._put(conn, frame)
 
     def broadcast(self, kind: str, data: dict[str, Any]) -> None:
         self._send(None, encode(kind, data))

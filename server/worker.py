@@ -460,7 +460,7 @@ class Worker:
         except Exception as exc:  # a picture that cannot be encoded must not stop the prompt
             log.warning("image from node %s could not be sent: %s", event.node_id, exc)
             return
-        self._post(self.hub.publish_image, client_id, png, node_metadata(event.node_id, event.prompt_id))
+        self._post(self.hub.publish_image, client_id, png)
 
     def _post(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Run ``fn`` on the loop, in posting order. Calls posted while the loop has not yet

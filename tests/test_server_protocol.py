@@ -433,8 +433,9 @@ def test_a_queued_prompt_that_no_longer_validates_ends_as_an_error(lg_settings):
 
 def test_save_image_websocket_sends_full_size_pngs_without_previews(lg_settings):
     """SaveImageWebsocket's pictures reach the client that queued the prompt as PNG frames
-    (type 1, format 2; type 4 with image/png after feature flags), whatever the preview setting,
-    and nothing is written to the output folder."""
+    (type 1, format 2 — also to a client with supports_preview_metadata, as ComfyUI's
+    server.send_image frames UNENCODED_PREVIEW_IMAGE), whatever the preview setting, and nothing
+    is written to the output folder."""
     import io
 
     from PIL import Image
@@ -453,12 +454,8 @@ def test_save_image_websocket_sends_full_size_pngs_without_previews(lg_settings)
                 await ws.until_done(pid)
                 assert len(ws.frames) == 2
                 for frame in ws.frames:
-                    if rich:
-                        metadata, data = decode_metadata_frame(frame)
-                        assert metadata["image_type"] == "image/png" and metadata["prompt_id"] == pid
-                    else:
-                        event, fmt, data = decode_frame(frame)
-                        assert (event, fmt) == (1, 2)
+                    event, fmt, data = decode_frame(frame)
+                    assert (event, fmt) == (1, 2)
                     picture = Image.open(io.BytesIO(data))
                     assert picture.format == "PNG" and picture.size == (8, 4)
                     assert picture.convert("RGB").getpixel((0, 0)) == (255, 0, 0)

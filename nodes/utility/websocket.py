@@ -2,9 +2,8 @@
 
 As ComfyUI (its example node ``custom_nodes/websocket_image_save.py``): each image is sent full
 size as a PNG in the binary framing of previews — ``uint32 BE 1`` (preview image) + ``uint32 BE 2``
-(PNG) + the PNG bytes, or, to a client that announced ``supports_preview_metadata``, ``uint32 BE 4``
-+ metadata length + JSON (``image_type: "image/png"``) + the PNG. Nothing is written and no
-metadata is embedded.
+(PNG) + the PNG bytes — to every client, as ComfyUI's ``send_image`` does. Nothing is written and
+no metadata is embedded.
 
 The engine side is :meth:`ExecutionContext.send_image`: an ``ImageSent`` event the server turns
 into that frame for the client that queued the prompt, whatever the preview setting.
