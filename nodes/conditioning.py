@@ -253,6 +253,19 @@ def check_clip(clip: Any) -> TextEncoder:
     return clip
 
 
+def encode_prompt(ctx, clip: TextEncoder, text: str, per_encoder: Sequence[str] | None = None, *,
+                  warnings: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`encode_text` as the encoding nodes call it: ``embedding:NAME`` looked up in the data
+    dir's embeddings folders, problems collected in ``warnings``."""
+    return encode_text(clip, text, per_encoder, embedding_dirs=ctx.settings.model_dirs("embeddings"),
+                       warnings=warnings)
+
+
+def with_warnings(outputs: tuple, warnings: list[str]) -> tuple | NodeResult:
+    """A node's outputs, with its warnings shown to the user (websocket "executed", CLI)."""
+    return NodeResult(outputs, {"warnings": warnings}) if warnings else outputs
+
+
 class CLIPEncode(Node):
     spec = NodeSpec(
         name="CLIPEncode",
@@ -269,13 +282,8 @@ class CLIPEncode(Node):
         if not isinstance(text, str):
             raise NodeInputError("text", f"expected text, got {type(text).__name__}")
         warnings: list[str] = []
-        embeddings, pooled = encode_text(
-            clip, text, embedding_dirs=ctx.settings.model_dirs("embeddings"), warnings=warnings
-        )
-        outputs = ([(embeddings, {"pooled_output": pooled, "arch": clip.arch})],)
-        if warnings:  # shown to the user with the node's result (websocket "executed", CLI)
-            return NodeResult(outputs, {"warnings": warnings})
-        return outputs
+        embeddings, pooled = encode_prompt(ctx, clip, text, warnings=warnings)
+        return with_warnings(([(embeddings, {"pooled_output": pooled, "arch": clip.arch})],), warnings)
 
 
 class CLIPSetLastLayer(Node):

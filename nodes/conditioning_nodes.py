@@ -25,7 +25,7 @@ from torch import Tensor
 
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
-from latentgraph.nodes.conditioning import check_clip, encode_text
+from latentgraph.nodes.conditioning import check_clip, encode_prompt, with_warnings
 from latentgraph.nodes.latent_mask import check_mask
 from latentgraph.nodes.latents import MAX_RESOLUTION
 
@@ -292,16 +292,17 @@ class CLIPTextEncodeSDXL(Node):
         for name, value in (("text_g", text_g), ("text_l", text_l)):
             if not isinstance(value, str):
                 raise NodeInputError(name, f"expected text, got {type(value).__name__}")
+        warnings: list[str] = []
         if len(clip.encoders) == 2:  # CLIP-L first, OpenCLIP bigG second (their widths concatenate)
-            embeddings, pooled = encode_text(clip, text_g, per_encoder=[text_l, text_g])
+            embeddings, pooled = encode_prompt(ctx, clip, text_g, [text_l, text_g], warnings=warnings)
         else:  # ComfyUI: an SD1 CLIP reads text_l, an SD2 (OpenCLIP) one text_g
-            embeddings, pooled = encode_text(clip, text_l if clip.arch == "sd1" else text_g)
+            embeddings, pooled = encode_prompt(ctx, clip, text_l if clip.arch == "sd1" else text_g, warnings=warnings)
         extras = {
             "pooled_output": pooled, "arch": clip.arch,
             "width": int(width), "height": int(height), "crop_w": int(crop_w), "crop_h": int(crop_h),
             "target_width": int(target_width), "target_height": int(target_height),
         }
-        return ([(embeddings, extras)],)
+        return with_warnings(([(embeddings, extras)],), warnings)
 
 
 class CLIPTextEncodeSDXLRefiner(Node):
@@ -324,10 +325,11 @@ class CLIPTextEncodeSDXLRefiner(Node):
         clip = check_clip(clip)
         if not isinstance(text, str):
             raise NodeInputError("text", f"expected text, got {type(text).__name__}")
-        embeddings, pooled = encode_text(clip, text)
+        warnings: list[str] = []
+        embeddings, pooled = encode_prompt(ctx, clip, text, warnings=warnings)
         extras = {"pooled_output": pooled, "arch": clip.arch, "aesthetic_score": float(ascore),
                   "width": int(width), "height": int(height)}
-        return ([(embeddings, extras)],)
+        return with_warnings(([(embeddings, extras)],), warnings)
 
 
 NODES = [

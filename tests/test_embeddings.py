@@ -190,6 +190,21 @@ def test_node_shows_the_warning_and_finds_embeddings_in_the_model_folders(sd1, f
     assert isinstance(warned, NodeResult) and "embedding:missing not found" in warned.ui["warnings"][0]
 
 
+def test_sdxl_encode_nodes_find_embeddings_and_warn_like_clip_encode(sd1, folder, tmp_path):
+    """CLIPTextEncodeSDXL / Refiner read ``embedding:NAME`` from the same folders as CLIPEncode
+    and show the same warnings (they once looked only in the CLIP's own notes and said nothing)."""
+    from latentgraph.nodes.conditioning_nodes import CLIPTextEncodeSDXL, CLIPTextEncodeSDXLRefiner
+    from latentgraph.settings import Settings
+
+    ctx, _ = make_ctx()
+    ctx.settings = Settings.from_env(tmp_path, environ={})
+    plain = CLIPEncode().execute(ctx, clip_of(sd1), "a embedding:tok")[0][0][0]
+    sdxl = CLIPTextEncodeSDXL().execute(ctx, clip_of(sd1), text_g="", text_l="a embedding:tok")
+    assert isinstance(sdxl, tuple) and torch.equal(sdxl[0][0][0], plain)
+    refiner = CLIPTextEncodeSDXLRefiner().execute(ctx, clip_of(sd1), text="a embedding:missing")
+    assert isinstance(refiner, NodeResult) and "embedding:missing not found" in refiner.ui["warnings"][0]
+
+
 # --- parity with diffusers --------------------------------------------------------------------
 
 
