@@ -120,6 +120,16 @@ def test_composite_masked_through_a_mask():
     assert full.eq(1).all()
 
 
+def test_composite_masked_keeps_fp16_latents_and_float_mask_weights():
+    """fp16 latents blend with the mask resized in float32 (ComfyUI's masks are float), and stay fp16."""
+    dest, src = torch.zeros(1, 1, 4, 4, dtype=torch.float16), torch.ones(1, 1, 4, 4, dtype=torch.float16)
+    mask = torch.tensor([[0.0, 1.0], [1.0, 0.3]])
+    out = one(cp.LatentCompositeMasked, destination=lat(dest), source=lat(src), x=0, y=0, resize_source=False,
+              mask=mask)["samples"]
+    want = torch.nn.functional.interpolate(mask.reshape(1, 1, 2, 2), size=(4, 4), mode="bilinear").half()
+    assert out.dtype == torch.float16 and torch.equal(out, want)
+
+
 def test_blend():
     a, b = torch.full((1, 4, 2, 2), 2.0), torch.full((1, 4, 2, 2), 4.0)
     assert one(cp.LatentBlend, samples1=lat(a), samples2=lat(b), blend_factor=0.25)["samples"].eq(3.5).all()

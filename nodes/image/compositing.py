@@ -68,8 +68,9 @@ def composite(
     if mask is None:
         weight = torch.ones_like(source[:, :1])
     else:
-        weight = mask.to(out.device, out.dtype).reshape(-1, 1, mask.shape[-2], mask.shape[-1])
-        weight = F.interpolate(weight, size=(sh, sw), mode="bilinear")
+        # resized in float32 (as ComfyUI's masks are), then cast: fp16 latents get the same weights
+        weight = mask.to(out.device, torch.float32).reshape(-1, 1, mask.shape[-2], mask.shape[-1])
+        weight = F.interpolate(weight, size=(sh, sw), mode="bilinear").to(out.dtype)
         weight = repeat_to_batch(weight, source.shape[0])
     weight = weight[..., sy0 : sy0 + h, sx0 : sx0 + w]
     region = out[..., dy0 : dy0 + h, dx0 : dx0 + w]

@@ -8,11 +8,11 @@ downscale (8 for SD, 4 for the demo model), so a paste at (x, y) lands at pixel 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
+from latentgraph.nodes.image.compositing import composite
 from latentgraph.nodes.latent.arithmetic import repeat_to_batch
 from latentgraph.nodes.latent.base import operands, publish
 from latentgraph.nodes.latent_mask import check_mask
@@ -48,28 +48,6 @@ def composite_rect(dest: Tensor, source: Tensor, x: int, y: int, feather: int = 
         weight = feather_mask(tuple(block.shape), feather, y != 0, y + h < dest.shape[2], x != 0, x + w < dest.shape[3])
         block = block * weight + out[:, :, y : y + h, x : x + w] * (1.0 - weight)
     out[:, :, y : y + h, x : x + w] = block
-    return out
-
-
-def composite_masked(dest: Tensor, source: Tensor, x: int, y: int, mask: Tensor | None = None,
-                     resize_source: bool = False) -> Tensor:
-    """``source`` blended into a copy of ``dest`` at cell (x, y) through ``mask`` (resized to the
-    source; 1 = source), cut at the border."""
-    out = dest.clone()
-    if resize_source:
-        source = F.interpolate(source, size=tuple(dest.shape[-2:]), mode="bilinear")
-    source = repeat_to_batch(source, dest.shape[0])
-    h, w = max(0, min(source.shape[2], dest.shape[2] - y)), max(0, min(source.shape[3], dest.shape[3] - x))
-    if h == 0 or w == 0:
-        return out
-    if mask is None:
-        weight = torch.ones_like(source)
-    else:
-        weight = mask.float().reshape(-1, 1, mask.shape[-2], mask.shape[-1]).to(source.device)
-        weight = repeat_to_batch(F.interpolate(weight, size=tuple(source.shape[-2:]), mode="bilinear"), source.shape[0])
-    weight = weight[:, :, :h, :w]
-    region = out[:, :, y : y + h, x : x + w]
-    out[:, :, y : y + h, x : x + w] = weight * source[:, :, :h, :w] + (1.0 - weight) * region
     return out
 
 
@@ -121,7 +99,7 @@ class LatentCompositeMasked(Node):
         (dest, src), spec, f = operands(destination=destination, source=source)
         if mask is not None:
             mask = check_mask("mask", mask)
-        out = composite_masked(dest, src, _cells("x", x, f), _cells("y", y, f), mask, bool(resize_source))
+        out = composite(dest, src, _cells("x", x, f), _cells("y", y, f), mask, resize_source=bool(resize_source))
         return (publish(destination, out, spec, f),)
 
 
