@@ -261,6 +261,32 @@ def _match(lora: LoraFile, names: Mapping[str, str], layers: Mapping[str, torch.
 
 
 @dataclass
+class LoraDeltas:
+    """A LoRA's weight changes for one UNet and/or text encoders (parameter path → change at strength 1)."""
+
+    unet: dict[str, torch.Tensor]
+    encoders: list[dict[str, torch.Tensor]]
+    used: set[str]  # the LoRA's layer keys that matched
+    wrong: list[str]  # matched layers whose shapes do not fit
+
+
+def lora_deltas(lora: LoraFile, unet: Any = None, encoders: Any = ()) -> LoraDeltas:
+    """Match ``lora`` against a UNet and text encoders (either may be absent); nothing is changed."""
+    used: set[str] = set()
+    wrong: list[str] = []
+    unet_deltas: dict[str, torch.Tensor] = {}
+    if unet is not None:
+        unet_deltas, bad = _match(lora, unet_lora_names(unet), _adaptable(unet), used)
+        wrong += bad
+    te_deltas: list[dict[str, torch.Tensor]] = []
+    for i, enc in enumerate(encoders):
+        deltas, bad = _match(lora, text_encoder_lora_names(enc, i, len(encoders)), _adaptable(enc), used)
+        te_deltas.append(deltas)
+        wrong += bad
+    return LoraDeltas(unet_deltas, te_deltas, used, wrong)
+
+
+@dataclass
 class LoraResult:
     model: DiffusionModel | None
     clip: TextEncoder | None
@@ -277,19 +303,9 @@ def apply_lora(
     strength_clip: float = 1.0,
 ) -> LoraResult:
     """New MODEL/CLIP with the LoRA applied; the inputs are left exactly as they were."""
-    used: set[str] = set()
-    wrong: list[str] = []
     new_model, new_clip = model, clip
-    unet_deltas: dict[str, torch.Tensor] = {}
-    if model is not None:
-        unet_deltas, bad = _match(lora, unet_lora_names(model.unet), _adaptable(model.unet), used)
-        wrong += bad
-    te_deltas: list[dict[str, torch.Tensor]] = []
-    if clip is not None:
-        for i, enc in enumerate(clip.encoders):
-            deltas, bad = _match(lora, text_encoder_lora_names(enc, i, len(clip.encoders)), _adaptable(enc), used)
-            te_deltas.append(deltas)
-            wrong += bad
+    found = lora_deltas(lora, model.unet if model is not None else None, clip.encoders if clip is not None else ())
+    unet_deltas, te_deltas, used, wrong = found.unet, found.encoders, found.used, found.wrong
     if wrong:
         raise ValueError(
             f"{lora.name} does not fit this model: {len(wrong)} layers have other shapes (e.g. {wrong[0]}); "
