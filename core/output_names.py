@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -39,14 +39,18 @@ def name_key(node_id: str, folder_type: str, index: int) -> str:
     return f"{node_id}\x1f{folder_type}\x1f{index}"
 
 
-def write_atomically(path: Path, data: bytes, *, replace: bool) -> bool:
+def write_atomically(path: Path, data: bytes | Callable[[Path], None], *, replace: bool) -> bool:
     """Write through a hidden temporary file moved into place, so neither a reader nor a crash
-    ever leaves a partial image under the real name. ``replace=False`` never overwrites: False
-    when ``path`` already exists."""
+    ever leaves a partial file under the real name. ``data`` is the bytes, or a function that
+    writes the file it is given (large files: no second copy in memory). ``replace=False`` never
+    overwrites: False when ``path`` already exists."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        if callable(data):
+            data(tmp)
+        else:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
         if replace:
             os.replace(tmp, path)
             return True
@@ -54,12 +58,12 @@ def write_atomically(path: Path, data: bytes, *, replace: bool) -> bool:
             os.link(tmp, path)  # atomic and exclusive
         except FileExistsError:
             return False
-        except OSError:  # a filesystem without hard links
+        except OSError:  # a filesystem without hard links: claim the name, then move over it
             try:
-                with open(path, "xb") as fh:
-                    fh.write(data)
+                open(path, "xb").close()
             except FileExistsError:
                 return False
+            os.replace(tmp, path)
         return True
     finally:
         tmp.unlink(missing_ok=True)

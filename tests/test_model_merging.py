@@ -122,6 +122,33 @@ def test_vae_unet_and_clip_files_load_back(env, pair):
         torch.testing.assert_close(a, b)
 
 
+def test_a_failed_save_leaves_no_file_and_the_next_save_takes_the_next_name(env, pair, monkeypatch):
+    """Saving goes through a temporary file: a write that fails half-way (a disk that fills up:
+    safetensors' writer stops after some bytes) leaves nothing under a real name, and two saves
+    with one prefix never share a counter."""
+    import safetensors.torch
+
+    real = safetensors.torch.save_file
+
+    def disk_full(tensors, filename, metadata=None):
+        real(tensors, filename, metadata=metadata)
+        with open(filename, "r+b") as fh:
+            fh.truncate(100)
+        raise OSError(28, "No space left on device")
+
+    ctx = env.ctx()
+    folder = env.settings.output_dir / "vae"
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    with pytest.raises(OSError):
+        ms.VAESave().execute(ctx, pair[0].vae, filename_prefix="vae/broken")
+    monkeypatch.setattr(safetensors.torch, "save_file", real)
+    assert [p.name for p in folder.iterdir() if "broken" in p.name] == []
+    first = ms.VAESave().execute(ctx, pair[0].vae, filename_prefix="vae/twice").ui["vaes"][0]["filename"]
+    second = ms.VAESave().execute(ctx, pair[0].vae, filename_prefix="vae/twice").ui["vaes"][0]["filename"]
+    assert (first, second) == ("twice_00001_.safetensors", "twice_00002_.safetensors")
+    assert sorted(p.name for p in folder.iterdir() if "twice" in p.name) == [first, second]
+
+
 def test_an_extracted_lora_applied_to_the_base_reproduces_the_fine_tune(env, pair):
     base = pair[0]
     lora_file = make_tiny_lora(env.base / "src_lora.safetensors", "sd1", seed=3, rank=4, alpha=4.0)

@@ -19,7 +19,8 @@ import torch
 
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeResult, NodeSpec
-from latentgraph.nodes import pngmeta
+from latentgraph import pngmeta
+from latentgraph.output_names import write_atomically
 from latentgraph.nodes.components import Autoencoder, DiffusionModel, TextEncoder
 from latentgraph.nodes.images import next_counter, resolve_save_prefix
 from latentgraph.nodes.model_configs import METADATA_KEY, ArchConfig, TextEncoderConfig
@@ -108,10 +109,16 @@ def write_safetensors(ctx, filename_prefix: str, tensors: dict[str, torch.Tensor
     except OSError as exc:
         raise NodeInputError("filename_prefix", f"cannot create the folder '{target.subfolder}': {exc.strerror or exc}") from exc
     counter = next_counter(target.folder, target.name)
-    while (target.folder / f"{target.name}_{counter:05}_.safetensors").exists():
+    # written under a temporary name and linked into place: a crash never leaves a truncated
+    # model under a real name, and two saves never take the same counter
+    def write(tmp) -> None:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+    while (target.folder / f"{target.name}_{counter:05}_.safetensors").exists() or not write_atomically(
+        target.folder / f"{target.name}_{counter:05}_.safetensors", write, replace=False
+    ):
         counter += 1
     filename = f"{target.name}_{counter:05}_.safetensors"
-    save_file(tensors, str(target.folder / filename), metadata=metadata)
     log.info("saved %s (%d tensors)", target.folder / filename, len(tensors))
     return {"filename": filename, "subfolder": target.subfolder, "type": "output"}
 
