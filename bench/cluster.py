@@ -90,7 +90,7 @@ async def serving(base: Path, workers: int, namespace: str):
     from latentgraph.server.app import STATE
     from latentgraph.server.cluster import ACTOR_PREFIX, ClusterConfig
     from latentgraph.server.ray_worker import EngineSpec
-    from latentgraph.store import Store
+    from latentgraph.server.store import Store
 
     spec = EngineSpec(base_dir=str(base), plugins_dir=str(base / "plugins"), entry_points=False,
                       overrides={"device": "cpu"})

@@ -120,7 +120,7 @@ def public_bind_warning(host: str, token: str | None) -> str | None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from latentgraph.cli import make_engine
     from latentgraph.server import ServerConfig, create_app
-    from latentgraph.store import Store
+    from latentgraph.server.store import Store
 
     logging.getLogger("latentgraph").setLevel(logging.INFO)
     if not logging.getLogger().handlers:

@@ -110,7 +110,7 @@ def from_png(
     name: str = "the PNG",
 ) -> LoadedWorkflow:
     """The workflow stored in a PNG's ``prompt``/``workflow`` text chunks."""
-    from latentgraph.nodes.pngmeta import PROMPT_KEY, WORKFLOW_KEY, PngMetadataError, read_workflow_from_png
+    from latentgraph.pngmeta import PROMPT_KEY, WORKFLOW_KEY, PngMetadataError, read_workflow_from_png
 
     try:
         chunks = read_workflow_from_png(data)

@@ -142,7 +142,7 @@ def load_workflow(path: str | Path) -> dict[str, Any]:
     """An API-format workflow from a ``.json`` file or from the ``prompt`` chunk of a saved PNG."""
     path = Path(path)
     if path.suffix.lower() == ".png":
-        from latentgraph.nodes.pngmeta import read_workflow_from_png
+        from latentgraph.pngmeta import read_workflow_from_png
 
         prompt = read_workflow_from_png(path)["prompt"]
         if prompt is None:

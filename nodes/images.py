@@ -23,7 +23,7 @@ from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeResult, NodeSpec, Out
-from latentgraph.nodes import pngmeta
+from latentgraph import pngmeta
 from latentgraph.output_names import OutputNames, name_key, output_names, remove_partials, write_atomically
 
 if TYPE_CHECKING:

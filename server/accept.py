@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from latentgraph.store import QueueItem, Store
+from latentgraph.server.store import QueueItem, Store
 
 
 class Acceptor:

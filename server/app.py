@@ -26,7 +26,7 @@ from latentgraph.engine import Engine
 from latentgraph.server.accept import Acceptor
 from latentgraph.server.hub import Hub
 from latentgraph.server.worker import Worker
-from latentgraph.store import Store
+from latentgraph.server.store import Store
 
 log = logging.getLogger("latentgraph.server")
 MiB = 1024 * 1024

@@ -37,7 +37,7 @@ from latentgraph.server.hub import Hub
 from latentgraph.server.previews import effective_method
 from latentgraph.server.ray_worker import EngineSpec, actor_class, node_set, nodes_digest, required_models
 from latentgraph.server.worker import ProtocolSink, Running, Worker
-from latentgraph.store import QueueItem, Store
+from latentgraph.server.store import QueueItem, Store
 
 log = logging.getLogger("latentgraph.server.cluster")
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from latentgraph.server.app import JsonError, add_route, json_response, state_of
 from latentgraph.server.routes_prompt import encode
-from latentgraph.store import HistoryEntry, QueueItem, Store
+from latentgraph.server.store import HistoryEntry, QueueItem, Store
 
 PENDING, IN_PROGRESS, COMPLETED, FAILED = "pending", "in_progress", "completed", "failed"
 STATUSES = (PENDING, IN_PROGRESS, COMPLETED, FAILED)

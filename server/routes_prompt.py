@@ -18,7 +18,7 @@ from aiohttp import web
 from latentgraph import standard_json
 from latentgraph.server.app import JsonError, ServerState, add_route, json_response, state_of
 from latentgraph.server.schemas import ClearOrDelete, InterruptRequest, PromptRequest, parse_body
-from latentgraph.store import DuplicatePromptId, QueueItem
+from latentgraph.server.store import DuplicatePromptId, QueueItem
 
 
 #: Nodes a prompt may have. Validation is linear (a 12k-node prompt takes about a second, off

@@ -37,7 +37,7 @@ from latentgraph.output_names import EXTRA_KEY as OUTPUT_NAMES_KEY
 from latentgraph.output_names import file_under, files_in, remove_partials
 from latentgraph.server.progress_state import NodeStates
 from latentgraph.server.previews import PreviewThrottle, effective_method, encode_jpeg, encode_png, node_metadata
-from latentgraph.store import HistoryEntry, HistoryStatus, QueueItem, Store
+from latentgraph.server.store import HistoryEntry, HistoryStatus, QueueItem, Store
 
 log = logging.getLogger("latentgraph.server")
 

@@ -12,7 +12,7 @@ from server_kit import Client
 
 from latentgraph.engine import Engine
 from latentgraph.server import ServerConfig, create_app
-from latentgraph.store import Store
+from latentgraph.server.store import Store
 
 
 @contextlib.asynccontextmanager

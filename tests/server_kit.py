@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestServer
 import server_nodes
 from latentgraph.server import ServerConfig, create_app
 from latentgraph.settings import Settings
-from latentgraph.store import Store
+from latentgraph.server.store import Store
 from latentgraph.testing import WorkflowBuilder, make_engine
 
 TIMEOUT = 30.0

@@ -11,7 +11,7 @@ from PIL import Image
 
 from latentgraph import ExecutionContext, InterruptFlag, NodeInputError, Settings
 from latentgraph.nodes.images import ImageScale, LoadImage, PreviewImage, SaveImage, list_input_images
-from latentgraph.nodes.pngmeta import PngMetadataError, read_png_text, read_workflow_from_png
+from latentgraph.pngmeta import PngMetadataError, read_png_text, read_workflow_from_png
 from latentgraph.plugins import load_plugins
 
 PROMPT = {"9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "x", "images": ["8", 0]}}}

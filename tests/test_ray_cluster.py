@@ -29,7 +29,7 @@ from latentgraph.server import ServerConfig, create_app  # noqa: E402
 from latentgraph.server.app import STATE  # noqa: E402
 from latentgraph.server.cluster import ClusterConfig  # noqa: E402
 from latentgraph.server.ray_worker import EngineSpec  # noqa: E402
-from latentgraph.store import Store  # noqa: E402
+from latentgraph.server.store import Store  # noqa: E402
 
 NAMESPACE = "latentgraph-test"
 TINY = Path(__file__).resolve().parent.parent / "nodes" / "data" / "models" / "checkpoints" / "tiny-sd1.safetensors"

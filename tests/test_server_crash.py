@@ -21,7 +21,7 @@ from latentgraph.context import ExecutionContext, InterruptFlag
 from latentgraph.nodes.images import save_images
 from latentgraph.output_names import EXTRA_KEY
 from latentgraph.server.worker import PromptOutputNames
-from latentgraph.store import QueueItem, Store
+from latentgraph.server.store import QueueItem, Store
 
 #: Saves an image (node 2), then runs a ~4 s node: the test kills the server in between.
 SAVE_THEN_WAIT = {

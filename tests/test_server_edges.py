@@ -25,7 +25,7 @@ from latentgraph.server import ServerConfig, create_app
 from latentgraph.server.model_folders import ALIASES, FOLDERS
 from latentgraph.server.routes_files import MAX_PARTS
 from latentgraph.server.runner import make_runner
-from latentgraph.store import Store
+from latentgraph.server.store import Store
 from latentgraph.testing import make_engine
 
 TOKEN = "edge-token"

@@ -406,7 +406,7 @@ def test_event_loop_stays_responsive_while_a_prompt_runs(lg_settings, prefix):
 
 def test_a_queued_prompt_that_no_longer_validates_ends_as_an_error(lg_settings):
     """Accepted earlier (say, before a restart), but its node type is gone now: recorded, not lost."""
-    from latentgraph.store import QueueItem, Store
+    from latentgraph.server.store import QueueItem, Store
 
     store = Store(lg_settings.base_dir / "queue.sqlite3")
     store.enqueue(QueueItem("stale", store.assign_number(), {"1": {"class_type": "GoneNode", "inputs": {}}}, client_id="kim"))

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from latentgraph.store import DuplicatePromptId, HistoryEntry, HistoryStatus, QueueItem, Store
+from latentgraph.server.store import DuplicatePromptId, HistoryEntry, HistoryStatus, QueueItem, Store
 
 
 def item(pid: str, number: float) -> QueueItem:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from latentgraph.cli import main
-from latentgraph.nodes.pngmeta import read_workflow_from_png
+from latentgraph.pngmeta import read_workflow_from_png
 from latentgraph.plugins import load_plugins
 from latentgraph.settings import Settings
 from latentgraph.sources import (

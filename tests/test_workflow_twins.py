@@ -20,7 +20,7 @@ from optional_packages import missing_package
 from latentgraph.cli import main
 from latentgraph.editor_format import convert_editor_workflow
 from latentgraph.engine import Engine
-from latentgraph.nodes.pngmeta import read_workflow_from_png
+from latentgraph.pngmeta import read_workflow_from_png
 from latentgraph.settings import Settings
 from test_editor_format import COMFY_DEFAULT
 

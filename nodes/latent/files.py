@@ -19,7 +19,7 @@ import torch
 
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeResult, NodeSpec, Out
-from latentgraph.nodes import pngmeta
+from latentgraph import pngmeta
 from latentgraph.nodes.images import find_annotated_file, next_counter, resolve_save_prefix, walk_input_files
 from latentgraph.nodes.latent.base import check_latent
 
