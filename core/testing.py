@@ -10,7 +10,8 @@ Installing latentgraph makes these fixtures available in any pytest run (no conf
     ``lg_plugins_dir``  ``<data dir>/plugins``, created empty: the folder the CLI loads by default.
     ``lg_input_image``  A factory writing a PNG into the input folder, for ``LoadImage``.
     ``lg_cli``          Runs the ``latentgraph`` command in-process on the test data dir.
-    ``tiny_checkpoint`` A tiny random SD1 checkpoint in ``models/checkpoints`` (runs in seconds).
+    ``tiny_checkpoint`` A tiny random SD1 checkpoint in ``models/checkpoints`` (runs in seconds);
+                        from :mod:`latentgraph.nodes.testing`, the kit's part that needs the nodes.
 
 Build workflows with :class:`WorkflowBuilder` (or load a file with :func:`load_workflow`), run
 them with ``engine.run(...)`` and check the :class:`~latentgraph.executor.RunResult` with
@@ -317,13 +318,3 @@ def lg_cli(lg_settings: Settings) -> Callable[..., CliResult]:
         return run_cli(lg_settings, *args)
 
     return run
-
-
-@pytest.fixture
-def tiny_checkpoint(lg_settings: Settings) -> Path:
-    from latentgraph.nodes.tiny_models import make_tiny_checkpoint
-
-    path = lg_settings.model_dirs("checkpoints")[0] / "tiny-test-sd1.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    make_tiny_checkpoint(path, arch="sd1", seed=0)
-    return path

@@ -538,9 +538,9 @@ def test_demo_controlnet_puts_the_shape_where_the_edges_are():
     from latentgraph.nodes.checkpoints import load_checkpoint
     from latentgraph.nodes.conditioning import CLIPEncode
     from latentgraph.nodes.control.canny import canny
-    from latentgraph.nodes.control.train_demo_controlnet import EDGE_HIGH, EDGE_LOW
-    from latentgraph.nodes.demo_data import ShapeSpec, render
-    from latentgraph.nodes.demo_reading import shape_mask
+    from demo_model.train_controlnet import EDGE_HIGH, EDGE_LOW
+    from demo_model.data import ShapeSpec, render
+    from demo_model.reading import shape_mask
     from latentgraph.nodes.latents import VAEDecode
 
     ctx, _ = make_ctx()

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from latentgraph.nodes.demo_reading import matches, read_picture
+from demo_model.reading import matches, read_picture
 from latentgraph import Settings
 from latentgraph.engine import Engine
-from latentgraph.nodes import demo_data
+from demo_model import data as demo_data
 from latentgraph.nodes.builtin import DATA_DIR
-from latentgraph.nodes.demo_train import SHIPPED_NAME
+from demo_model.train import SHIPPED_NAME
 
 ROOT = Path(__file__).parent.parent
 CHECKPOINT = DATA_DIR / "models" / "checkpoints" / SHIPPED_NAME

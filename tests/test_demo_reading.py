@@ -3,7 +3,7 @@
 The references (``demo_reading.references``) are the dataset's own shapes — 12 of each kind,
 smallest to largest, in the dataset's colours, places and tilts — at every combination of blur
 σ 0…2 px, corners rounded by 0…2 px, colour bleed 0 or 20 % and pixel noise (the levels and why:
-``nodes/demo_reading.py``). The reader's one threshold was placed in the middle of the gap these
+``demo_model/reading.py``). The reader's one threshold was placed in the middle of the gap these
 references leave (``calibrate``), before the reader saw any picture of the model.
 
 Bars (fixed with the thresholds, before the model was read): every reference reads right —
@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latentgraph.nodes import demo_reading as R
-from latentgraph.nodes.demo_data import COLOURS, SHAPES, ShapeSpec
+from demo_model import reading as R
+from demo_model.data import COLOURS, SHAPES, ShapeSpec
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from PIL import Image
 
 from latentgraph import Settings
 from latentgraph.engine import Engine
-from latentgraph.nodes import demo_train
+from demo_model import train as demo_train
 from latentgraph.nodes.model_configs import METADATA_KEY
 
 from test_demo_model import WORKFLOW

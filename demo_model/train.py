@@ -8,7 +8,7 @@ DDPM objective (sample t, noise the latent with q(x_t|x_0) = sqrt(ᾱ_t)·x_0 + 
 predict ε, MSE) with 10 % empty captions so classifier-free guidance works. The result is one
 SD1-style single-file checkpoint in the original key layout that describes its own architecture.
 
-    python -m latentgraph.nodes.demo_train --out /tmp/demo-run [--minutes 60] [--resume]
+    python -m demo_model.train --out /tmp/demo-run [--minutes 60] [--resume]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from latentgraph.nodes import demo_data
+from demo_model import data as demo_data
 from latentgraph.nodes.model_configs import METADATA_KEY, ArchConfig, TextEncoderConfig, load_shipped_config
 
 SHIPPED_NAME = "latentgraph-demo-shapes.safetensors"
@@ -106,7 +106,7 @@ def demo_config() -> ArchConfig:
         scheduler=dict(shipped.scheduler),
         text_encoders=(text,),
         source="demo",
-        extra={"name": "latentgraph-demo-shapes", "trained_on": "latentgraph.nodes.demo_data"},
+        extra={"name": "latentgraph-demo-shapes", "trained_on": "demo_model.data"},
     )
 
 
@@ -149,7 +149,7 @@ def _set_lr(opt: torch.optim.Optimizer, peak: float, step: int, frac: float, flo
 
 def _read_accuracy(images: torch.Tensor, captions: list[str]) -> dict[str, float]:
     """Share of pictures (in [-1, 1]) whose colours / shape read back as their caption says."""
-    from latentgraph.nodes.demo_reading import matches, read_picture
+    from demo_model.reading import matches, read_picture
 
     pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     results = []

@@ -4,16 +4,16 @@ The ControlNet starts as diffusers' ``ControlNetModel.from_unet(demo UNet)``: a 
 encoder whose outputs pass through zero-initialised 1×1 convolutions, so before training it
 changes nothing. Its hint encoder takes the 64×64 edge map down to the demo latent's 16×16 (two
 stride-2 stages: the demo VAE downsamples by 4, not 8). Training data are the demo dataset's
-pictures (``latentgraph.nodes.demo_data``, a seed the demo model never saw) with their Canny edges
+pictures (``demo_model.data``, a seed the demo model never saw) with their Canny edges
 (``latentgraph.nodes.control.canny``, thresholds 0.05 / 0.1, see EDGE_LOW) as hints; the demo
 UNet and text encoder stay frozen and only the ControlNet learns the usual ε objective, with 30 %
 empty captions so the edges alone must place the shape. Noise levels are drawn half uniformly and
 half from the noisiest 40 %, where a picture's layout is decided.
 
-    python -m latentgraph.nodes.control.train_demo_controlnet --out DIR [--minutes 10] [--threads 1]
+    python -m demo_model.train_controlnet --out DIR [--minutes 10] [--threads 1]
 
 (``--minutes`` is CPU time, summed over resumed runs: a rerun with the same DIR continues.)
-    python -m latentgraph.nodes.control.train_demo_controlnet --out DIR --export-only
+    python -m demo_model.train_controlnet --out DIR --export-only
 
 writes ``DIR/controlnet_state.pt`` (diffusers names, resumable) and
 ``DIR/latentgraph-demo-canny.safetensors`` (original ControlNet layout, fp16, its config in the
@@ -68,7 +68,7 @@ def timesteps(batch: int, gen: torch.Generator) -> torch.Tensor:
 @torch.no_grad()
 def make_bank(ckpt, count: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(latents [N, 4, 16, 16] scaled, edges [N, 1, 64, 64] bool, captions)."""
-    from latentgraph.nodes import demo_data
+    from demo_model import data as demo_data
     from latentgraph.nodes.control.canny import canny
 
     vae = ckpt.vae.vae.float()
@@ -158,7 +158,7 @@ def export(out: Path) -> Path:
     path = out / SHIPPED_NAME
     save_controlnet(path, saved["state"], config, extra={
         "trained_steps": saved["step"], "cpu_seconds": round(float(saved.get("cpu_seconds", 0.0))),
-        "trained_on": f"latentgraph.nodes.demo_data (seed {DATA_SEED}) + Canny({EDGE_LOW}, {EDGE_HIGH})"})
+        "trained_on": f"demo_model.data (seed {DATA_SEED}) + Canny({EDGE_LOW}, {EDGE_HIGH})"})
     return path
 
 

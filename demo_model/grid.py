@@ -1,7 +1,7 @@
 """Draws the README pictures with the demo model through the real workflow: a prompt → image grid
 and the default workflow's own picture.
 
-    python -m latentgraph.nodes.demo_grid --out docs/demo_grid.png --picture docs/demo_txt2img.png
+    python -m demo_model.grid --out docs/demo_grid.png --picture docs/demo_txt2img.png
 """
 
 from __future__ import annotations

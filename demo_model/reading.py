@@ -17,7 +17,7 @@ wide gap (below).
 
 The thresholds are fixed from *reference drawings* alone — the dataset's own pictures degraded
 the way a decoder degrades them (:func:`degrade`: blur, soft corners, colour bleed, noise) — never
-from the model's pictures (:func:`calibrate`; ``python -m latentgraph.nodes.demo_reading``
+from the model's pictures (:func:`calibrate`; ``python -m demo_model.reading``
 re-derives the figures). ``tests/test_demo_reading.py`` reads the references back and fails if a
 threshold misreads any of them.
 """
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from latentgraph.nodes.demo_data import COLOURS, SHAPES, ShapeSpec, nearest_colour, random_spec, render
+from demo_model.data import COLOURS, SHAPES, ShapeSpec, nearest_colour, random_spec, render
 
 #: The harmonic of the outline's radius profile that names each kind.
 HARMONICS = {3: "triangle", 4: "square", 5: "star"}
@@ -203,7 +203,7 @@ def degrade(spec: ShapeSpec, blur: float, corner: int, bleed: float, seed: int =
 def reference_specs(per_shape: int = 12) -> list[ShapeSpec]:
     """Reference drawings: ``per_shape`` of each kind (colours, place and tilt as the dataset draws
     them), sizes spread evenly from the smallest to the largest."""
-    from latentgraph.nodes.demo_data import IMAGE_SIZE, MARGIN, MAX_SIZE, MIN_SIZE
+    from demo_model.data import IMAGE_SIZE, MARGIN, MAX_SIZE, MIN_SIZE
 
     specs = []
     for shape in SHAPES:
