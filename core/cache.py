@@ -4,6 +4,10 @@ Keys come from the executor (node class, version, literal inputs, ancestors' key
 mean equal results. Values stay where they are: a GPU tensor stays on the GPU. A tensor storage
 held by several entries (a LoRA clone shares its base model's weights) counts once against the
 budget, and its bytes are freed only with the last entry that holds it.
+
+With an active :class:`~latentgraph.model_memory.ModelMemory`, a model counts with its master
+weights (where they live for good, usually CPU RAM); the copies on the compute device are the
+manager's, within its own device budget, so a model is never counted twice or on the wrong device.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latentgraph.sizing import Footprint, StorageKey, footprint
+
+if TYPE_CHECKING:
+    from latentgraph.model_memory import ModelMemory
 
 
 @dataclass(slots=True)
@@ -50,9 +57,14 @@ class CacheStats:
 class Cache:
     """Outlives a run: the server keeps one across prompts. Safe to read from another thread."""
 
-    def __init__(self, budget: dict[str, int] | None = None, *, max_entries: int = 1_000_000) -> None:
+    def __init__(
+        self, budget: dict[str, int] | None = None, *, max_entries: int = 1_000_000, memory: ModelMemory | None = None
+    ) -> None:
         self.budget = dict(budget or {})
         self.max_entries = max_entries
+        #: The engine's model memory manager (None: models count as their tensors are now).
+        self.memory = memory
+        self._module_weights = memory.master_of if memory is not None and memory.active else None
         self._entries: OrderedDict[bytes, CacheEntry] = OrderedDict()
         self._bytes: dict[str, int] = {}
         self._storage_refs: dict[StorageKey, int] = {}
@@ -77,7 +89,7 @@ class Cache:
 
     def put(self, key: bytes, outputs: tuple[Any, ...], ui: dict[str, Any] | None = None) -> bool:
         """Store a result; returns False if it is larger than its device's whole budget."""
-        fp = footprint(outputs)
+        fp = footprint(outputs, self._module_weights)
         sizes = fp.by_device()
         for device, n in sizes.items():
             if n > self.budget_for(device):
@@ -92,6 +104,11 @@ class Cache:
                 self._account(old.footprint, -1)
             self._evict(sizes)
         return True
+
+    def entries(self) -> list[CacheEntry]:
+        """The entries, least recently used first (a snapshot: what ``/system_stats`` and tests read)."""
+        with self._lock:
+            return list(self._entries.values())
 
     def budget_for(self, device: str) -> int:
         return self.budget.get(device, self.budget.get("cpu", 1 << 62))

@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--data-dir", help="base folder of models/, input/, output/ (default: $LATENTGRAPH_HOME or .)")
     common.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
     common.add_argument("--dtype", choices=["auto", "fp32", "fp16", "bf16"], help="model dtype (default: fp16 on GPU, fp32 on CPU)")
+    common.add_argument(
+        "--device-budget", "--vram-budget", type=_byte_size, metavar="SIZE",
+        help="model weights allowed on the device at once, e.g. 6G; least recently used models are offloaded to"
+        " RAM, a model larger than this runs partly offloaded (default: $LATENTGRAPH_DEVICE_BUDGET, else no limit)",
+    )
     common.add_argument("--plugins-dir", help="folder of plugin modules (default: <data dir>/plugins)")
     common.add_argument("--no-plugins", action="store_true", help="load only the built-in nodes")
     sub = parser.add_subparsers(dest="command")
@@ -107,6 +112,8 @@ def make_engine(args: argparse.Namespace, workflow: str | None = None, **setting
         overrides["device"] = args.device
     if args.dtype:
         overrides["dtype"] = args.dtype
+    if getattr(args, "device_budget", None) is not None:
+        overrides["device_budget"] = args.device_budget
     beside = Path(workflow).parent / "input" if workflow is not None else None
     if beside is not None and beside.is_dir():
         overrides["extra_input_dirs"] = (beside.resolve(),)
@@ -118,6 +125,15 @@ def make_engine(args: argparse.Namespace, workflow: str | None = None, **setting
         plugins_dir=None if args.no_plugins else plugins_dir,
         allow=_allow_list(),
     )
+
+
+def _byte_size(text: str) -> int:
+    from latentgraph.settings import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"expected a size such as 6G, 512M or 1000000, got {text!r}") from None
 
 
 def _allow_list() -> list[str] | None:

@@ -1,4 +1,4 @@
-"""What a running node can see: its id, the settings, progress reporting and interruption."""
+"""What a running node can see: its id, the settings, the model memory, progress and interruption."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from latentgraph.events import EventSink, ImageSent, NodeProgress
 from latentgraph.settings import Settings
 
 if TYPE_CHECKING:
+    from latentgraph.model_memory import ModelMemory
     from latentgraph.registry import NodeRegistry
+
+#: Where the engine puts its :class:`~latentgraph.model_memory.ModelMemory` in a run's ``extra``.
+MEMORY_KEY = "model_memory"
 
 
 class InterruptFlag:
@@ -35,7 +39,7 @@ class InterruptFlag:
 class ExecutionContext:
     """Passed to ``Node.execute``. Cheap to build: one per executed node."""
 
-    __slots__ = ("prompt_id", "node_id", "class_type", "settings", "registry", "extra", "_sink", "_interrupt")
+    __slots__ = ("prompt_id", "node_id", "class_type", "settings", "registry", "extra", "_sink", "_interrupt", "_memory")
 
     def __init__(
         self,
@@ -48,6 +52,7 @@ class ExecutionContext:
         sink: EventSink,
         interrupt: InterruptFlag,
         extra: dict[str, Any],
+        memory: ModelMemory | None = None,
     ) -> None:
         self.prompt_id = prompt_id
         self.node_id = node_id
@@ -58,6 +63,20 @@ class ExecutionContext:
         self.extra = extra
         self._sink = sink
         self._interrupt = interrupt
+        self._memory = memory
+
+    @property
+    def memory(self) -> ModelMemory:
+        """Where models' weights live: ``with ctx.memory.use(model.unet):`` before running one."""
+        memory = self._memory
+        if memory is None:
+            memory = (self.extra or {}).get(MEMORY_KEY)
+            if memory is None:
+                from latentgraph.model_memory import ModelMemory
+
+                memory = ModelMemory()  # no budget: use() does nothing
+            self._memory = memory
+        return memory
 
     def check_interrupted(self) -> None:
         if self._interrupt.is_set():

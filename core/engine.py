@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from latentgraph.cache import Cache
-from latentgraph.context import InterruptFlag
+from latentgraph.context import MEMORY_KEY, InterruptFlag
 from latentgraph.errors import ErrorReport, WorkflowInvalid
 from latentgraph.events import EventSink, null_sink
 from latentgraph.executor import Executor, RunResult
+from latentgraph.model_memory import ModelMemory
 from latentgraph.registry import NodeRegistry
 from latentgraph.settings import Settings
 from latentgraph.validation import Graph, validate
@@ -29,7 +30,10 @@ class Engine:
     ) -> None:
         self.registry = registry
         self.settings = settings
-        self.cache = cache if cache is not None else Cache(settings.cache_budget)
+        self.cache = cache if cache is not None else Cache(settings.cache_budget, memory=ModelMemory.from_settings(settings))
+        #: Where model weights live (the cache's manager, so both count a model the same way); nodes
+        #: reach it as ``ctx.memory``.
+        self.memory = self.cache.memory if self.cache.memory is not None else ModelMemory.from_settings(settings)
         self.host = host
         self.executor = Executor(registry, self.cache, settings, host.lifecycle() if host is not None else None)
 
@@ -100,5 +104,6 @@ class Engine:
         """Validate (unless given a :class:`Graph`) and execute; raises :class:`WorkflowInvalid`."""
         graph = workflow if isinstance(workflow, Graph) else self.validate(workflow, targets=targets)
         return self.executor.run(
-            graph, prompt_id=prompt_id or uuid.uuid4().hex, sink=sink, interrupt=interrupt, extra=extra
+            graph, prompt_id=prompt_id or uuid.uuid4().hex, sink=sink, interrupt=interrupt,
+            extra={MEMORY_KEY: self.memory, **(extra or {})},
         )

@@ -41,6 +41,10 @@ class Settings:
     extra_input_dirs: tuple[Path, ...] = ()
     #: Cache byte budget per device type ("cpu", "cuda", "mps").
     cache_budget: dict[str, int] = field(default_factory=lambda: {"cpu": 8 * GiB, "cuda": 6 * GiB, "mps": 4 * GiB})
+    #: Bytes of model weights allowed on the compute device at once (None: no limit, models stay
+    #: where they were loaded). Over it, least recently used models go back to ``offload_device``.
+    device_budget: int | None = None
+    offload_device: str = "cpu"
 
     @classmethod
     def from_env(
@@ -73,6 +77,7 @@ class Settings:
             device=env.get("LATENTGRAPH_DEVICE", config.get("device", "auto")),
             dtype=env.get("LATENTGRAPH_DTYPE", config.get("dtype", "auto")),
             cache_budget=budget,
+            device_budget=_device_budget(env.get("LATENTGRAPH_DEVICE_BUDGET", config.get("device_budget"))),
         )
         values.update(overrides)
         return cls(**values)
@@ -111,12 +116,23 @@ class Settings:
 
 def parse_budget(text: str) -> dict[str, int]:
     """``"cpu=8G,cuda=6G"`` → bytes per device type."""
-    units = {"": 1, "K": 1024, "M": 1024**2, "G": GiB, "T": 1024**4}
     out = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         dev, _, amount = part.partition("=")
-        amount = amount.strip().upper().rstrip("B")
-        unit = amount[-1] if amount and amount[-1] in units else ""
-        number = amount[: len(amount) - len(unit)] if unit else amount
-        out[dev.strip()] = int(float(number) * units[unit])
+        out[dev.strip()] = parse_bytes(amount)
     return out
+
+
+def parse_bytes(text: str) -> int:
+    """``"6G"``, ``"512M"``, ``"1.5GB"``, ``"1000"`` → bytes."""
+    units = {"": 1, "K": 1024, "M": 1024**2, "G": GiB, "T": 1024**4}
+    amount = str(text).strip().upper().rstrip("B")
+    unit = amount[-1] if amount and amount[-1] in units else ""
+    number = amount[: len(amount) - len(unit)] if unit else amount
+    return int(float(number) * units[unit])
+
+
+def _device_budget(value: str | int | None) -> int | None:
+    if value is None or value == "" or str(value).lower() == "none":
+        return None
+    return value if isinstance(value, int) else parse_bytes(value)

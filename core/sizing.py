@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 _SCALARS = (int, float, str, bool, bytes, type(None))
@@ -35,19 +36,32 @@ class Footprint:
         return sizes
 
 
-def footprint(value: Any) -> Footprint:
+#: Given a module, the tensors that hold its weights for good (a model memory manager answers with
+#: the masters, so device copies that come and go are not counted as the value's own bytes).
+ModuleWeights = Callable[[Any], Iterable[Any]]
+
+
+def footprint(value: Any, module_weights: ModuleWeights | None = None) -> Footprint:
     fp = Footprint()
     if type(value) is tuple and all(type(v) in _SCALARS for v in value):
         return fp  # fast path: the common case of small literal outputs
-    _walk(value, fp, set(), sys.modules.get("torch"), 0)
+    _walk(value, fp, set(), sys.modules.get("torch"), 0, module_weights)
     return fp
+
+
+def tensor_nbytes(t: Any) -> int:
+    """Bytes of ``t``'s whole storage (a view keeps all of it alive), or of its elements if unkeyed."""
+    try:
+        return int(t.untyped_storage().nbytes())
+    except (RuntimeError, NotImplementedError):
+        return int(t.numel() * t.element_size())
 
 
 def nbytes_by_device(value: Any) -> dict[str, int]:
     return footprint(value).by_device()
 
 
-def _walk(value: Any, fp: Footprint, seen: set[int], torch: Any, depth: int) -> None:
+def _walk(value: Any, fp: Footprint, seen: set[int], torch: Any, depth: int, module_weights: ModuleWeights | None) -> None:
     if type(value) in _SCALARS or depth > _MAX_DEPTH or id(value) in seen:
         return
     seen.add(id(value))
@@ -56,7 +70,8 @@ def _walk(value: Any, fp: Footprint, seen: set[int], torch: Any, depth: int) -> 
             _add_tensor(value, fp)
             return
         if isinstance(value, torch.nn.Module):
-            for t in (*value.parameters(), *value.buffers()):
+            tensors = module_weights(value) if module_weights else (*value.parameters(), *value.buffers())
+            for t in tensors:
                 _add_tensor(t, fp)
             return
     custom = getattr(value, "cache_nbytes", None)
@@ -66,16 +81,16 @@ def _walk(value: Any, fp: Footprint, seen: set[int], torch: Any, depth: int) -> 
         return
     if isinstance(value, dict):
         for v in value.values():
-            _walk(v, fp, seen, torch, depth + 1)
+            _walk(v, fp, seen, torch, depth + 1, module_weights)
     elif isinstance(value, (list, tuple, set, frozenset)):
         for v in value:
-            _walk(v, fp, seen, torch, depth + 1)
+            _walk(v, fp, seen, torch, depth + 1, module_weights)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for f in dataclasses.fields(value):
-            _walk(getattr(value, f.name, None), fp, seen, torch, depth + 1)
+            _walk(getattr(value, f.name, None), fp, seen, torch, depth + 1, module_weights)
     elif hasattr(value, "__dict__") and not isinstance(value, type):
         for v in vars(value).values():
-            _walk(v, fp, seen, torch, depth + 1)
+            _walk(v, fp, seen, torch, depth + 1, module_weights)
 
 
 def _add_tensor(t: Any, fp: Footprint) -> None:

@@ -257,8 +257,9 @@ def encode_prompt(ctx, clip: TextEncoder, text: str, per_encoder: Sequence[str] 
                   warnings: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`encode_text` as the encoding nodes call it: ``embedding:NAME`` looked up in the data
     dir's embeddings folders, problems collected in ``warnings``."""
-    return encode_text(clip, text, per_encoder, embedding_dirs=ctx.settings.model_dirs("embeddings"),
-                       warnings=warnings)
+    with ctx.memory.use(*clip.encoders):
+        return encode_text(clip, text, per_encoder, embedding_dirs=ctx.settings.model_dirs("embeddings"),
+                           warnings=warnings)
 
 
 def with_warnings(outputs: tuple, warnings: list[str]) -> tuple | NodeResult:

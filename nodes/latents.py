@@ -14,6 +14,7 @@ A LATENT is a dict (as in ComfyUI, so custom nodes can copy and extend it):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,8 +136,10 @@ class EmptyLatent(Node):
 
 
 # -- VAE -----------------------------------------------------------------------------------------
-def encode_images(vae: Autoencoder, images: torch.Tensor) -> torch.Tensor:
-    """IMAGE ``[B, H, W, C]`` 0..1 → unscaled latents (the posterior mean: deterministic)."""
+def encode_images(vae: Autoencoder, images: torch.Tensor, memory: Any = None) -> torch.Tensor:
+    """IMAGE ``[B, H, W, C]`` 0..1 → unscaled latents (the posterior mean: deterministic).
+
+    ``memory`` (``ctx.memory``) puts the VAE on the device first; without it an offloaded VAE streams."""
     f = vae.downscale_factor
     h, w = images.shape[1] // f * f, images.shape[2] // f * f
     if h == 0 or w == 0:
@@ -144,7 +147,7 @@ def encode_images(vae: Autoencoder, images: torch.Tensor) -> torch.Tensor:
     top, left = (images.shape[1] - h) // 2, (images.shape[2] - w) // 2
     pixels = images[:, top : top + h, left : left + w, :3]
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), _in_use(memory, vae):
         for chunk in pixels.split(VAE_CHUNK):
             x = chunk.permute(0, 3, 1, 2).to(vae.device, vae.dtype) * 2.0 - 1.0
             z = vae.vae.encode(x).latent_dist.mode()
@@ -152,10 +155,10 @@ def encode_images(vae: Autoencoder, images: torch.Tensor) -> torch.Tensor:
     return torch.cat(out)
 
 
-def decode_latents(vae: Autoencoder, latents: torch.Tensor) -> torch.Tensor:
-    """Unscaled latents → IMAGE ``[B, H, W, 3]`` float 0..1 on the CPU."""
+def decode_latents(vae: Autoencoder, latents: torch.Tensor, memory: Any = None) -> torch.Tensor:
+    """Unscaled latents → IMAGE ``[B, H, W, 3]`` float 0..1 on the CPU (``memory``: as :func:`encode_images`)."""
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), _in_use(memory, vae):
         for chunk in latents.split(VAE_CHUNK):
             z = chunk.float().to(vae.device)
             x = vae.vae.decode(z.to(vae.dtype)).sample
@@ -164,6 +167,10 @@ def decode_latents(vae: Autoencoder, latents: torch.Tensor) -> torch.Tensor:
                 x = copy.deepcopy(vae.vae).float().decode(z.float()).sample
             out.append(((x.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).cpu())
     return torch.cat(out)
+
+
+def _in_use(memory: Any, vae: Autoencoder) -> Any:
+    return memory.use(vae.vae) if memory is not None else contextlib.nullcontext()
 
 
 class VAEEncode(Node):
@@ -180,7 +187,7 @@ class VAEEncode(Node):
     def execute(self, ctx, pixels: torch.Tensor, vae: Autoencoder):
         if not isinstance(pixels, torch.Tensor) or pixels.ndim != 4:
             raise NodeInputError("pixels", "expected an IMAGE tensor [batch, height, width, channels]")
-        return ({"samples": encode_images(vae, pixels), DOWNSCALE_KEY: vae.downscale_factor},)
+        return ({"samples": encode_images(vae, pixels, ctx.memory), DOWNSCALE_KEY: vae.downscale_factor},)
 
 
 class VAEDecode(Node):
@@ -199,7 +206,7 @@ class VAEDecode(Node):
                 "samples", f"latent has {latents.shape[1]} channels but the VAE expects {vae.latent_channels}: "
                 "it was made for another model"
             )
-        return (decode_latents(vae, latents),)
+        return (decode_latents(vae, latents, ctx.memory),)
 
 
 # -- resizing ------------------------------------------------------------------------------------

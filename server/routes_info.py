@@ -85,6 +85,8 @@ def _devices(engine) -> list[dict[str, Any]]:
         "torch_vram_total": total,
         "torch_vram_free": free_,
         "cache": {"bytes": stats.bytes.get(device.type, 0), "budget": engine.cache.budget_for(device.type)},
+        # Model weights on this device now, within the device budget (None: no limit, no offloading).
+        "models": engine.memory.stats().to_dict(),
     }
     return [entry]
 
@@ -172,15 +174,17 @@ async def features(request: web.Request) -> web.Response:
 
 
 async def free(request: web.Request) -> web.Response:
-    """``{unload_models, free_memory}``: drop every cached result (models included)."""
+    """``{unload_models, free_memory}``: models back to the offload device, every cached result
+    (models included) dropped; the answer says how many device bytes the models gave back."""
     state = state_of(request)
     body = await parse_body(request, FreeRequest)
-    freed = False
+    freed, offloaded = False, 0
     if body.unload_models or body.free_memory:
+        offloaded = await asyncio.to_thread(state.engine.memory.offload_all)
         state.engine.cache.clear()
         await asyncio.to_thread(_release_memory)
         freed = True
-    return json_response({"freed": freed})
+    return json_response({"freed": freed, "offloaded_bytes": offloaded})
 
 
 def _release_memory() -> None:

@@ -71,7 +71,7 @@ def run_guided(ctx, guider: Guider, sampler: SamplerDef, sigmas: torch.Tensor, n
     result = sample(
         guider, sampler, sigmas, samples, noise.generate(latent, samples),
         downscale=downscale, seed=int(noise.seed), noise_mask=mask if isinstance(mask, torch.Tensor) else None,
-        progress=ctx.progress, preview=lambda x0: preview_image(x0, model.arch), trace=trace,
+        progress=ctx.progress, preview=lambda x0: preview_image(x0, model.arch), trace=trace, memory=ctx.memory,
     )
     extra = {DOWNSCALE_KEY: downscale}
     return plain_latent(latent, result.samples, **extra), plain_latent(latent, result.denoised, **extra)

@@ -165,11 +165,19 @@ def sample(
     progress: Callable[[int, int, Callable[[], Any] | None], None] | None = None,
     preview: Callable[[Tensor], Any] | None = None,
     trace: Callable[[Step], None] | None = None,
+    memory: Any = None,
 ) -> Result:
-    """Sample ``samples`` (unscaled LATENT samples) over ``sigmas``; see the module docstring."""
-    model = guider.model
+    """Sample ``samples`` (unscaled LATENT samples) over ``sigmas``; see the module docstring.
+
+    ``memory`` (``ctx.memory``) puts the UNet and the conditionings' ControlNets on the device for
+    the whole run, evicting other models first if its budget needs it."""
     if sigmas.numel() == 0:
         return Result(samples, samples)
+    if memory is not None and memory.active:
+        with memory.use(*models_of(guider)):
+            return sample(guider, sampler, sigmas, samples, noise, downscale=downscale, seed=seed,
+                          noise_mask=noise_mask, progress=progress, preview=preview, trace=trace)
+    model = guider.model
     rule = guider.rule
     if sampler.needs_uncond and getattr(rule, "always_uncond", True) is False:
         guider = dataclasses.replace(guider, rule=dataclasses.replace(rule, always_uncond=True))
@@ -206,6 +214,20 @@ def sample(
     out = ms.inverse_noise_scaling(sigmas[-1], out)
     denoised = last.get("denoised", out)
     return Result(process_latent_out(model, out).float().cpu(), process_latent_out(model, denoised).float().cpu())
+
+
+def models_of(guider: Guider) -> list[Any]:
+    """The modules a sampling run calls: the UNet and every ControlNet / T2I-Adapter its conditionings carry."""
+    modules = {id(guider.model.unet): guider.model.unet}
+    for cond in guider.conds.values():
+        for entry in cond or ():
+            extras = entry[1] if isinstance(entry, (list, tuple)) and len(entry) > 1 else None
+            control = extras.get("control") if isinstance(extras, dict) else None
+            for link in control.chain() if hasattr(control, "chain") else ():
+                net = getattr(getattr(link, "net", None), "model", None)
+                if net is not None:
+                    modules[id(net)] = net
+    return list(modules.values())
 
 
 def check_model(model: Any, name: str = "model") -> DiffusionModel:
