@@ -14,7 +14,7 @@ def register_nodes():
     from latentgraph.nodes import images
     from latentgraph.nodes import latents
     from latentgraph.nodes import conditioning, conditioning_nodes, latent_mask, loaders, lora
-    from latentgraph.nodes.sampling import custom_nodes, forward_noise, ksampler_nodes
+    from latentgraph.nodes.sampling import custom_nodes, forward_noise, hook_nodes, ksampler_nodes
     from latentgraph.nodes import control, image, inspect, latent, mask, models, text, utility
 
     return [
@@ -36,15 +36,17 @@ def register_nodes():
         *conditioning_nodes.NODES,
         *latent_mask.NODES,
         *lora.NODES,
+        *hook_nodes.NODES,
     ]
 
 
 @hookimpl
 def register_types():
     from latentgraph.nodes import control, latent, text
+    from latentgraph.nodes.sampling import hook_nodes
     from latentgraph.nodes.sampling.custom_nodes import TYPES
 
-    return [*TYPES, *latent.TYPES, *text.TYPES, *control.TYPES]
+    return [*TYPES, *latent.TYPES, *text.TYPES, *control.TYPES, *hook_nodes.TYPES]
 
 
 @hookimpl

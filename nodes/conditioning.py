@@ -282,9 +282,11 @@ class CLIPEncode(Node):
         clip = check_clip(clip)
         if not isinstance(text, str):
             raise NodeInputError("text", f"expected text, got {type(text).__name__}")
+        from latentgraph.nodes.sampling.weight_hooks import clip_entries
+
         warnings: list[str] = []
-        embeddings, pooled = encode_prompt(ctx, clip, text, warnings=warnings)
-        return with_warnings(([(embeddings, {"pooled_output": pooled, "arch": clip.arch})],), warnings)
+        entries = clip_entries(clip, lambda c: encode_prompt(ctx, c, text, warnings=warnings), {"arch": clip.arch})
+        return with_warnings((entries,), warnings)
 
 
 class CLIPSetLastLayer(Node):

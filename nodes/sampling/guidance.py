@@ -30,7 +30,7 @@ from torch import Tensor
 
 from latentgraph.errors import NodeInputError
 from latentgraph.nodes.components import DiffusionModel
-from latentgraph.nodes.sampling import hooks
+from latentgraph.nodes.sampling import hooks, weight_hooks
 from latentgraph.nodes.sampling.kit import Prediction
 from latentgraph.nodes.sampling.model_sampling import ModelSampling
 
@@ -56,6 +56,10 @@ class CondItem:
     control_to_uncond: bool = False
     #: The entry had an ``area`` of its own (not one derived from a mask's bounds).
     area_given: bool = False
+    #: Weight hooks evaluated with this entry (:mod:`latentgraph.nodes.sampling.weight_hooks`).
+    hooks: Any = None
+    #: PairConditioningSetDefaultCombine: fills only what the side's other entries leave uncovered.
+    default: bool = False
 
     def active(self, sigma: float) -> bool:
         if self.sigma_start is not None and sigma > self.sigma_start:
@@ -225,6 +229,9 @@ def prepare_items(
             raise NodeInputError(name, "its 'mask' is not a MASK tensor")
         start = ms.percent_to_sigma(float(extras["start_percent"])) if "start_percent" in extras else None
         end = ms.percent_to_sigma(float(extras["end_percent"])) if "end_percent" in extras else None
+        if "clip_start_percent" in extras:  # one keyframe range of a scheduled CLIP encoding
+            start = ms.percent_to_sigma(max(float(extras["clip_start_percent"]), float(extras.get("start_percent", 0.0))))
+            end = ms.percent_to_sigma(min(float(extras["clip_end_percent"]), float(extras.get("end_percent", 1.0))))
         control = extras.get("control")
         if control is not None:
             _check_control(model, name, control)
@@ -241,6 +248,8 @@ def prepare_items(
                 control=control,
                 control_to_uncond=bool(extras.get("control_apply_to_uncond", False)),
                 area_given=extras.get("area") is not None,
+                hooks=weight_hooks.cond_hooks(name, extras),
+                default="default" in extras,
             )
         )
     return items
@@ -398,24 +407,36 @@ def _wrapped(wrap: Any, inner: Any, sigma: Tensor, cond_or_uncond: Sequence[int]
     return call
 
 
-def calc_cond_batch(model: DiffusionModel, sides: Sequence[Sequence[CondItem] | None], x: Tensor, sigma: Tensor) -> list[Tensor]:
+def calc_cond_batch(model: DiffusionModel, sides: Sequence[Sequence[CondItem] | None], x: Tensor, sigma: Tensor,
+                    weights: weight_hooks.WeightRun | None = None) -> list[Tensor]:
     """Each side's weighted-average x0 estimate; a side that is None (or inactive at this σ) is 0.
 
-    Entries whose crops have the same shape share one UNet call.
+    Entries whose crops have the same shape share one UNet call, unless they carry different weight
+    hooks: those are evaluated by the UNet with their hooks' weights at this σ (``weights`` holds the
+    run's keyframe positions and patched UNets). Default entries fill what the others leave uncovered.
     """
     out = [torch.zeros_like(x) for _ in sides]
     counts = [torch.ones_like(x) * 1e-37 for _ in sides]
     level = float(sigma[0])
     groups: dict[tuple, list[tuple[int, CondItem, Tensor, Tensor, tuple[int, int, int, int] | None]]] = {}
+    defaults: list[tuple[int, CondItem]] = []
     for side, items in enumerate(sides):
         for item in items or ():
             if not item.active(level):
                 continue
+            if item.default:
+                defaults.append((side, item))
+                continue
             crop, mult = item.region(x)
-            key = (tuple(crop.shape), item.added is None, item.timestep_cond is None, id(item.control))
-            groups.setdefault(key, []).append((side, item, crop, mult, item.clipped_area(x)))
-    for members in groups.values():
-        preds = apply_model(model, [m[2] for m in members], sigma, [m[1] for m in members],
+            _group(groups, side, item, crop, mult, item.clipped_area(x))
+    if defaults:
+        _fill_defaults(groups, defaults, x)
+    if weights is None and any(key[-1] is not None for key in groups):
+        weights = weight_hooks.WeightRun(model)
+    for key, members in groups.items():
+        hooked = members[0][1].hooks
+        run_model = model if hooked is None else weights.model_for(hooked, weights.strengths(hooked, level))  # type: ignore[union-attr]
+        preds = apply_model(run_model, [m[2] for m in members], sigma, [m[1] for m in members],
                             [m[0] for m in members]).chunk(len(members))
         for (side, _item, _crop, mult, area), pred in zip(members, preds):
             target, count = out[side], counts[side]
@@ -426,6 +447,33 @@ def calc_cond_batch(model: DiffusionModel, sides: Sequence[Sequence[CondItem] | 
             target += pred * mult
             count += mult
     return [o / c for o, c in zip(out, counts)]
+
+
+def _group(groups: dict[tuple, list], side: int, item: CondItem, crop: Tensor, mult: Tensor,
+           area: tuple[int, int, int, int] | None) -> None:
+    key = (tuple(crop.shape), item.added is None, item.timestep_cond is None, id(item.control),
+           item.hooks.key if item.hooks is not None else None)
+    groups.setdefault(key, []).append((side, item, crop, mult, area))
+
+
+def _fill_defaults(groups: dict[tuple, list], defaults: list[tuple[int, CondItem]], x: Tensor) -> None:
+    """Default entries weigh what the side's other entries leave uncovered: relu(1 − Σ their weights),
+    over the whole latent; a side they fully cover gets none."""
+    remaining: dict[int, Tensor] = {side: torch.ones_like(x) for side, _ in defaults}
+    for members in groups.values():
+        for side, _item, _crop, mult, area in members:
+            if side not in remaining:
+                continue
+            target = remaining[side]
+            if area is not None:
+                h, w, y, xo = area
+                target = target[:, :, y : y + h, xo : xo + w]
+            target -= mult
+    for side, item in defaults:
+        mult = torch.relu(remaining[side])
+        if float(mult.max()) == 0.0:
+            continue
+        _group(groups, side, item, x, mult.to(x.dtype), None)
 
 
 # -- combining the sides --------------------------------------------------------------------------------
@@ -506,7 +554,8 @@ class Guider:
         add_same_area_counterparts(prepared)
         lend_controls(prepared)
         sides = [prepared.get(name) if wanted else None for name, wanted in zip(rule.names, rule.needed())]
-        return BoundGuider(self.model, rule, sides)
+        weights = weight_hooks.WeightRun(self.model) if any(it.hooks is not None for side in sides for it in side or ()) else None
+        return BoundGuider(self.model, rule, sides, weights=weights)
 
 
 @dataclass
@@ -517,6 +566,8 @@ class BoundGuider:
     rule: Any
     sides: list[list[CondItem] | None]
     calls: int = field(default=0)
+    #: The run's weight hooks (keyframe positions, patched UNets), when an entry carries hooks.
+    weights: weight_hooks.WeightRun | None = None
 
     @property
     def model_sampling(self) -> ModelSampling:
@@ -525,7 +576,7 @@ class BoundGuider:
     def predict(self, x: Tensor, sigma: Tensor) -> Prediction:
         self.calls += 1
         x = x.float() if x.dtype != torch.float32 else x
-        preds = calc_cond_batch(self.model, self.sides, x, sigma.float())
+        preds = calc_cond_batch(self.model, self.sides, x, sigma.float(), self.weights)
         for fn in hooks.hooks(self.model, hooks.PRE_CFG):
             preds = list(fn(preds, x, sigma))
         cfg_function = hooks.hook(self.model, hooks.CFG_FUNCTION)
