@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -24,8 +24,6 @@ from latentgraph.plugins.hookspecs import hookimpl
 from latentgraph.registry import RegistrationError, TypeSpec
 from latentgraph.settings import Settings
 
-#: Hidden inputs we can supply, by ComfyUI's name for them.
-SUPPORTED_HIDDEN = frozenset({"PROMPT", "EXTRA_PNGINFO", "UNIQUE_ID"})
 #: Modules of ComfyUI itself that custom nodes commonly import; named in import errors.
 COMFY_INTERNAL_MODULES = frozenset(
     {"comfy", "comfy_extras", "comfy_execution", "comfy_api", "folder_paths", "nodes", "server",
@@ -34,49 +32,71 @@ COMFY_INTERNAL_MODULES = frozenset(
 
 
 class ComfyNode(Node):
-    """Base of adapted ComfyUI nodes: calls ``FUNCTION`` on a fresh instance with kwargs.
+    """Base of adapted ComfyUI nodes (V1 and V3): calls the class's function with the inputs.
 
     Lists, lazy inputs, expansion and async map onto the engine's own (``NodeSpec.input_is_list``,
-    ``Out(is_list=)``, ``In(lazy=)``, ``NodeResult.expand``, ``async def execute``); one instance
-    of the ComfyUI class serves a node's ``check_lazy_status`` calls and its ``FUNCTION``.
+    ``Out(is_list=)``, ``In(lazy=)``, ``NodeResult.expand``, ``async def execute``). V1 and V3
+    differ only in what the function is called on and how hidden values reach it
+    (:meth:`_target`, :meth:`_arguments`); one target serves a node's ``check_lazy_status``
+    calls and its run.
     """
 
     comfy_class: ClassVar[type]
-    #: kwarg name → ComfyUI hidden kind ("PROMPT", "EXTRA_PNGINFO", "UNIQUE_ID", …).
+    #: The class's function that runs the node (V1 ``FUNCTION``; V3 ``execute``).
+    function_name: ClassVar[str]
+    #: Its lazy-input check, when it has one.
+    lazy_check_name: ClassVar[str | None] = None
+    #: Its ``IS_CHANGED``/``fingerprint_inputs`` and ``VALIDATE_INPUTS``/``validate_inputs``.
+    fingerprint_name: ClassVar[str | None] = None
+    validate_name: ClassVar[str | None] = None
+    #: Hidden values it asked for: name → ComfyUI kind ("PROMPT", "EXTRA_PNGINFO", "UNIQUE_ID", …).
     hidden_inputs: ClassVar[Mapping[str, str]] = {}
-    _obj: Any = None
+    #: Whether results may carry a subgraph to expand (V3 asks for it in its schema).
+    allows_expand: ClassVar[bool] = True
+    _target_obj: Any = None
 
-    def comfy_object(self) -> Any:
-        if self._obj is None:
-            self._obj = self.comfy_class()
-        return self._obj
+    def _target(self, ctx: ExecutionContext) -> Any:
+        """V1: a fresh instance of the class; hidden values arrive as keyword arguments."""
+        if self._target_obj is None:
+            self._target_obj = self.comfy_class()
+        return self._target_obj
 
-    def _with_hidden(self, ctx: ExecutionContext, inputs: dict[str, Any]) -> dict[str, Any]:
+    def _arguments(self, ctx: ExecutionContext, inputs: dict[str, Any]) -> dict[str, Any]:
         listed = self.spec.input_is_list
         for name, kind in self.hidden_inputs.items():
             value = hidden_value(kind, ctx)
             inputs[name] = [value] if listed else value
         return inputs
 
+    def _call(self, ctx: ExecutionContext, inputs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        return getattr(self._target(ctx), self.function_name), self._arguments(ctx, inputs)
+
+    def _result(self, ctx: ExecutionContext, returned: Any) -> NodeResult:
+        result = to_node_result(returned, len(self.spec.outputs))
+        if result.expand is not None and not self.allows_expand:
+            raise TypeError(f"{self.spec.name} returned a subgraph to expand, but its schema does not set enable_expand=True")
+        if result.ui is not None:
+            result.ui = render_ui(result.ui, ctx)
+        return result
+
     def execute(self, ctx: ExecutionContext, **inputs: Any) -> NodeResult:
-        function = getattr(self.comfy_object(), self.comfy_class.FUNCTION)
-        returned = function(**self._with_hidden(ctx, inputs))
-        return to_node_result(returned, len(self.spec.outputs))
+        function, arguments = self._call(ctx, inputs)
+        return self._result(ctx, function(**arguments))
 
     def check_lazy_status(self, ctx: ExecutionContext, **inputs: Any) -> list[str]:
-        check = getattr(self.comfy_object(), "check_lazy_status", None)
-        if check is None:  # as in ComfyUI: lazy inputs nobody asks for stay None
+        if self.lazy_check_name is None:  # as in ComfyUI: lazy inputs nobody asks for stay None
             return []
-        return list(_call_with(check, self._with_hidden(ctx, inputs)) or [])
+        check = getattr(self._target(ctx), self.lazy_check_name)
+        return list(_call_with(check, self._arguments(ctx, inputs)) or [])
 
 
-class AsyncComfyNode(ComfyNode):
-    """An adapted ComfyUI class whose ``FUNCTION`` is ``async def``: runs on the engine's loop."""
+class AsyncExecution:
+    """Mixed in before a :class:`ComfyNode` base when the class's function is ``async def``:
+    the node then runs on the engine's event loop."""
 
-    async def execute(self, ctx: ExecutionContext, **inputs: Any) -> NodeResult:  # type: ignore[override]
-        function = getattr(self.comfy_object(), self.comfy_class.FUNCTION)
-        returned = await function(**self._with_hidden(ctx, inputs))
-        return to_node_result(returned, len(self.spec.outputs))
+    async def execute(self, ctx: ExecutionContext, **inputs: Any) -> NodeResult:
+        function, arguments = self._call(ctx, inputs)  # type: ignore[attr-defined]
+        return self._result(ctx, await function(**arguments))  # type: ignore[attr-defined]
 
 
 def hidden_value(kind: str, ctx: ExecutionContext) -> Any:
@@ -90,40 +110,87 @@ def hidden_value(kind: str, ctx: ExecutionContext) -> Any:
         if extra.get("extra_pnginfo") is not None:
             return extra["extra_pnginfo"]
         return {"workflow": extra["workflow"]} if extra.get("workflow") is not None else None
-    return None  # DYNPROMPT, API keys …: not available
+    if kind in ("AUTH_TOKEN_COMFY_ORG", "API_KEY_COMFY_ORG"):
+        return extra.get(kind.lower())  # sent by the client in extra_data, when it does
+    return None  # DYNPROMPT: not available
 
 
 def to_node_result(returned: Any, n_outputs: int) -> NodeResult:
-    """Accept what a ComfyUI ``FUNCTION`` may return: a tuple/list, or ``{"ui", "result"}``."""
+    """Accept what a ComfyUI node function may return: a tuple/list, ``{"ui", "result",
+    "expand"}``, or a V3 ``NodeOutput`` (``None`` is no outputs)."""
     ui = expand = None
-    if isinstance(returned, dict):
+    if hasattr(returned, "args") and hasattr(returned, "block_execution"):  # V3 NodeOutput
+        if returned.block_execution is not None:
+            raise RuntimeError(f"Execution Blocked: {returned.block_execution}")
+        ui, expand, returned = returned.ui, returned.expand, returned.args
+    elif isinstance(returned, dict):
         ui = returned.get("ui")
         expand = returned.get("expand")
         returned = returned.get("result", ())
     if returned is None:
         returned = ()
     if not isinstance(returned, (tuple, list)):
-        raise TypeError(f"FUNCTION must return a tuple or a dict with 'result'/'ui', got {type(returned).__name__}")
+        raise TypeError(f"a node must return a tuple, a dict with 'result'/'ui' or a NodeOutput, got {type(returned).__name__}")
     outputs = tuple(returned)
     if len(outputs) != n_outputs and not (expand is not None and not outputs):
-        raise TypeError(f"FUNCTION returned {len(outputs)} value(s) for {n_outputs} RETURN_TYPES")
+        raise TypeError(f"the node returned {len(outputs)} value(s) for its {n_outputs} outputs")
     return NodeResult(outputs, ui, expand)
 
 
-# -- reading a ComfyUI class --------------------------------------------------------------------
+def render_ui(ui: Any, ctx: ExecutionContext) -> dict[str, Any]:
+    """A node's ``ui``: a dict, or a V3 ``ui.*`` object (previews write their files now).
+    Tuples become lists, as they would in JSON, so list runs merge them like any ui value."""
+    if hasattr(ui, "render"):
+        ui = ui.render(ctx)
+    elif hasattr(ui, "as_dict"):
+        ui = ui.as_dict()
+    if not isinstance(ui, Mapping):
+        raise TypeError(f"ui must be a dict or a ui.* object, got {type(ui).__name__}")
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in ui.items()}
+
+
+# -- one declaration, whichever schema it was written in ----------------------------------------
+#: ``{"required": {name: (TYPE, options)}, "optional": {...}}``: V1's ``INPUT_TYPES()`` shape, which
+#: the V3 reader also produces from ``define_schema()``.
+DeclaredInputs = Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class ComfyDeclaration:
+    """What a ComfyUI node class declares, read once from a V1 class or a V3 schema; every
+    adapted node type is built from one of these by :func:`build_node_type`."""
+
+    class_type: str
+    comfy_class: type
+    inputs: DeclaredInputs
+    #: Reads the inputs again (COMBO choices often list files on disk and must stay current).
+    reread: Callable[[], DeclaredInputs]
+    outputs: tuple[OutputSpec, ...]
+    function_name: str
+    hidden: Mapping[str, str] = field(default_factory=dict)
+    display_name: str = ""
+    category: str = "custom"
+    description: str = ""
+    output_node: bool = False
+    input_is_list: bool = False
+    lazy_check_name: str | None = None
+    fingerprint_name: str | None = None
+    validate_name: str | None = None
+    allows_expand: bool = True
+
+
 @dataclass(frozen=True)
 class _LiveChoices:
-    """COMBO choices re-read from ``INPUT_TYPES`` each time (they often list files on disk)."""
+    """COMBO choices declared again each time they are asked for; the first ones if that fails."""
 
-    comfy_class: type
+    reread: Callable[[], DeclaredInputs]
     section: str
     name: str
     initial: tuple[str, ...]
 
     def __call__(self, settings: Settings, registry: Any) -> list[str]:
         try:
-            declared = self.comfy_class.INPUT_TYPES()[self.section][self.name]
-            kind, options = _split_declaration(declared)
+            kind, options = _split_declaration(self.reread()[self.section][self.name])
             found = _combo_choices(kind, options)
         except Exception:
             found = None
@@ -149,15 +216,28 @@ def _combo_choices(kind: Any, options: Mapping[str, Any]) -> tuple[str, ...] | N
     return tuple(v if isinstance(v, str) else str(v) for v in values)
 
 
-def _input_spec(comfy_class: type, section: str, name: str, declared: Any, unchecked: frozenset[str]) -> InputSpec:
+#: Options the adapter turns into InputSpec fields; the others go to the editor as they are.
+_MAPPED_OPTIONS = frozenset({"default", "min", "max", "step", "tooltip", "lazy", "control_after_generate",
+                             "multiline", "options"})
+
+
+def _editor_options(options: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Editor hints (``forceInput``, ``display_name``, ``label_on`` …) passed to ``/object_info``."""
+    plain = (str, int, float, bool, list, tuple, dict)
+    extra = {k: v for k, v in options.items() if k not in _MAPPED_OPTIONS and isinstance(v, plain)}
+    return extra or None
+
+
+def _input_spec(reread: Callable[[], DeclaredInputs], section: str, name: str, declared: Any,
+                unchecked: frozenset[str]) -> InputSpec:
     kind, options = _split_declaration(declared)
-    common: dict[str, Any] = {"required": section == "required", "tooltip": str(options.get("tooltip", "")),
-                              "lazy": bool(options.get("lazy", False))}
+    common: dict[str, Any] = {"required": section == "required", "tooltip": str(options.get("tooltip") or ""),
+                              "lazy": bool(options.get("lazy", False)), "editor_options": _editor_options(options)}
     choices = _combo_choices(kind, options)
     if choices is not None:
         default = options.get("default", choices[0] if choices else None)
-        return InputSpec(name, "COMBO", choices=_LiveChoices(comfy_class, section, name, choices),
-                         default=default, **common)
+        return InputSpec(name, "COMBO", choices=_LiveChoices(reread, section, name, choices), default=default,
+                         control_after_generate=bool(options.get("control_after_generate", False)), **common)
     if not isinstance(kind, str) or not kind:
         raise RegistrationError(f"input '{name}': type {kind!r} is neither a type name nor a list of choices")
     if kind in ("INT", "FLOAT"):
@@ -179,7 +259,7 @@ def _output_type(kind: Any) -> str:
     if isinstance(kind, (list, tuple)):
         return "COMBO"  # a node that outputs one of a list of choices
     if not isinstance(kind, str) or not kind:
-        raise RegistrationError(f"RETURN_TYPES entry {kind!r} is not a type name")
+        raise RegistrationError(f"entry {kind!r} is not a type name")
     return kind
 
 
@@ -211,25 +291,72 @@ def _call_with(function: Any, values: Mapping[str, Any], extra: Mapping[str, Any
 
 
 def _fingerprint(cls: type[ComfyNode], settings: Settings, inputs: Mapping[str, Any]) -> str | None:
-    """``IS_CHANGED``: a new value re-runs the node; NaN (never equal to itself) means always."""
-    value = _call_with(cls.comfy_class.IS_CHANGED, inputs)
+    """``IS_CHANGED``/``fingerprint_inputs``: a new value re-runs the node; NaN (never equal to
+    itself) means always."""
+    value = _call_with(getattr(cls.comfy_class, cls.fingerprint_name), inputs)
     if isinstance(value, float) and math.isnan(value):
         return None
     return repr(value)
 
 
 def _check_inputs(cls: type[ComfyNode], settings: Settings, inputs: Mapping[str, Any]) -> list[str]:
-    """``VALIDATE_INPUTS``: ``True`` passes; anything else is the error shown to the user."""
-    verdict = _call_with(cls.comfy_class.VALIDATE_INPUTS, inputs, {"input_types": {}})
+    """``VALIDATE_INPUTS``/``validate_inputs``: ``True`` passes; anything else is the error shown."""
+    verdict = _call_with(getattr(cls.comfy_class, cls.validate_name), inputs, {"input_types": {}})
     if verdict is True:
         return []
     if isinstance(verdict, str) and verdict:
         return [verdict]
-    return [f"VALIDATE_INPUTS of {cls.spec.name} returned {verdict!r}"]
+    return [f"{cls.validate_name} of {cls.spec.name} returned {verdict!r}"]
 
 
+def build_node_type(decl: ComfyDeclaration, base: type[ComfyNode] = ComfyNode) -> type[ComfyNode]:
+    """The latentgraph node type for one declaration; raises RegistrationError naming the node."""
+    validate = getattr(decl.comfy_class, decl.validate_name) if decl.validate_name else None
+    unchecked = _parameters(validate)[0] if validate is not None else frozenset()
+    try:
+        inputs = [
+            _input_spec(decl.reread, section, name, declared, unchecked)
+            for section in ("required", "optional")
+            for name, declared in (decl.inputs.get(section) or {}).items()
+        ]
+    except RegistrationError as exc:
+        raise RegistrationError(f"ComfyUI node '{decl.class_type}': {exc}") from None
+    spec = NodeSpec(
+        name=decl.class_type,
+        inputs=tuple(inputs),
+        outputs=decl.outputs,
+        display_name=decl.display_name,
+        category=decl.category or "custom",
+        description=decl.description,
+        output_node=decl.output_node,
+        # IS_CHANGED may say "changed" for identical inputs: the executor then asks fingerprint().
+        deterministic=decl.fingerprint_name is None,
+        input_is_list=decl.input_is_list,
+    )
+    attrs: dict[str, Any] = {
+        "spec": spec,
+        "comfy_class": decl.comfy_class,
+        "function_name": decl.function_name,
+        "lazy_check_name": decl.lazy_check_name,
+        "fingerprint_name": decl.fingerprint_name,
+        "validate_name": decl.validate_name,
+        "hidden_inputs": dict(decl.hidden),
+        "allows_expand": decl.allows_expand,
+        "__module__": decl.comfy_class.__module__,
+        "__doc__": decl.comfy_class.__doc__,
+    }
+    if decl.fingerprint_name is not None:
+        attrs["fingerprint"] = classmethod(_fingerprint)
+    if decl.validate_name is not None:
+        attrs["check_inputs"] = classmethod(_check_inputs)
+    function = getattr(decl.comfy_class, decl.function_name)
+    bases = (AsyncExecution, base) if inspect.iscoroutinefunction(function) else (base,)
+    return type(decl.comfy_class.__name__, bases, attrs)
+
+
+# -- V1: class attributes ---------------------------------------------------------------------------
 def adapt_comfy_class(class_type: str, comfy_class: Any, display_name: str = "") -> type[ComfyNode]:
-    """Build the latentgraph node type for one ComfyUI node class; raises RegistrationError."""
+    """Build the latentgraph node type for one V1 ComfyUI node class; raises RegistrationError."""
     if not isinstance(comfy_class, type):
         raise RegistrationError(f"ComfyUI node '{class_type}': {comfy_class!r} is not a class")
     for attr in ("INPUT_TYPES", "RETURN_TYPES", "FUNCTION"):
@@ -245,15 +372,8 @@ def adapt_comfy_class(class_type: str, comfy_class: Any, display_name: str = "")
         raise RegistrationError(f"ComfyUI node '{class_type}': INPUT_TYPES() raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(declared, Mapping):
         raise RegistrationError(f"ComfyUI node '{class_type}': INPUT_TYPES() must return a dict")
-
-    validate = getattr(comfy_class, "VALIDATE_INPUTS", None)
-    unchecked = _parameters(validate)[0] if validate is not None else frozenset()
-    inputs: list[InputSpec] = []
-    hidden: dict[str, str] = {}
     try:
-        for section in ("required", "optional"):
-            for name, decl in (declared.get(section) or {}).items():
-                inputs.append(_input_spec(comfy_class, section, name, decl, unchecked))
+        hidden: dict[str, str] = {}
         for name, decl in (declared.get("hidden") or {}).items():
             kind = decl[0] if isinstance(decl, (tuple, list)) and decl else decl
             hidden[name] = str(kind)
@@ -261,40 +381,34 @@ def adapt_comfy_class(class_type: str, comfy_class: Any, display_name: str = "")
         names = tuple(getattr(comfy_class, "RETURN_NAMES", None) or ())
         if len(output_is_list) > len(return_types):
             raise RegistrationError(f"OUTPUT_IS_LIST has {len(output_is_list)} entries for {len(return_types)} RETURN_TYPES")
-        outputs = tuple(
-            OutputSpec(_output_type(kind), str(names[i]) if i < len(names) else "",
-                       is_list=i < len(output_is_list) and output_is_list[i])
-            for i, kind in enumerate(return_types)
-        )
+        try:
+            outputs = tuple(
+                OutputSpec(_output_type(kind), str(names[i]) if i < len(names) else "",
+                           is_list=i < len(output_is_list) and output_is_list[i])
+                for i, kind in enumerate(return_types)
+            )
+        except RegistrationError as exc:
+            raise RegistrationError(f"RETURN_TYPES {exc}") from None
     except RegistrationError as exc:
         raise RegistrationError(f"ComfyUI node '{class_type}': {exc}") from None
 
-    is_changed = getattr(comfy_class, "IS_CHANGED", None)
-    spec = NodeSpec(
-        name=class_type,
-        inputs=tuple(inputs),
+    return build_node_type(ComfyDeclaration(
+        class_type=class_type,
+        comfy_class=comfy_class,
+        inputs=declared,
+        reread=comfy_class.INPUT_TYPES,
         outputs=outputs,
+        function_name=function_name,
+        hidden=hidden,
         display_name=display_name,
         category=str(getattr(comfy_class, "CATEGORY", "") or "custom"),
         description=str(getattr(comfy_class, "DESCRIPTION", "") or (comfy_class.__doc__ or "").strip()),
         output_node=bool(getattr(comfy_class, "OUTPUT_NODE", False)),
-        # IS_CHANGED may say "changed" for identical inputs: the executor then asks fingerprint().
-        deterministic=is_changed is None,
         input_is_list=bool(getattr(comfy_class, "INPUT_IS_LIST", False)),
-    )
-    attrs: dict[str, Any] = {
-        "spec": spec,
-        "comfy_class": comfy_class,
-        "hidden_inputs": hidden,
-        "__module__": comfy_class.__module__,
-        "__doc__": comfy_class.__doc__,
-    }
-    if is_changed is not None:
-        attrs["fingerprint"] = classmethod(_fingerprint)
-    if validate is not None:
-        attrs["check_inputs"] = classmethod(_check_inputs)
-    base = AsyncComfyNode if inspect.iscoroutinefunction(getattr(comfy_class, function_name)) else ComfyNode
-    return type(comfy_class.__name__, (base,), attrs)
+        lazy_check_name="check_lazy_status" if callable(getattr(comfy_class, "check_lazy_status", None)) else None,
+        fingerprint_name="IS_CHANGED" if getattr(comfy_class, "IS_CHANGED", None) is not None else None,
+        validate_name="VALIDATE_INPUTS" if getattr(comfy_class, "VALIDATE_INPUTS", None) is not None else None,
+    ))
 
 
 def connection_types(node_type: type[Node]) -> set[str]:
@@ -305,10 +419,12 @@ def connection_types(node_type: type[Node]) -> set[str]:
 
 
 class ComfyNodePack:
-    """A plugin object wrapping one module that exports ``NODE_CLASS_MAPPINGS``.
+    """A plugin object wrapping one ComfyUI custom-node module.
 
-    Custom connection types the classes use (``SIGMAS``, ``MY_TYPE`` …) become new connection
-    types. A class that cannot be adapted is reported as an error of the pack; the others load.
+    As in ComfyUI, ``NODE_CLASS_MAPPINGS`` (V1 or V3 classes) is read if the module has it,
+    else the V3 extension ``comfy_entrypoint()`` lists the classes. Custom connection types the
+    classes use (``SIGMAS``, ``MY_TYPE`` …) become new connection types. A class that cannot be
+    adapted is reported as an error of the pack; the others load.
     """
 
     def __init__(self, module: ModuleType) -> None:
@@ -318,16 +434,38 @@ class ComfyNodePack:
     def __repr__(self) -> str:
         return f"ComfyNodePack({self.module.__name__})"
 
+    @staticmethod
+    def is_pack(module: ModuleType) -> bool:
+        return hasattr(module, "NODE_CLASS_MAPPINGS") or hasattr(module, "comfy_entrypoint")
+
+    def _classes(self) -> list[tuple[str | None, Any, str]]:
+        """``(class_type or None for "the schema's node_id", class, display name)``."""
+        # imported here: the V3 reader builds on this module
+        from latentgraph.plugins.comfy_v3 import extension_nodes
+
+        mappings = getattr(self.module, "NODE_CLASS_MAPPINGS", None)
+        if mappings is None:
+            return [(None, node_cls, "") for node_cls in extension_nodes(self.module)]
+        if not isinstance(mappings, Mapping):
+            raise RegistrationError("NODE_CLASS_MAPPINGS must be a dict of class_type → class")
+        display = getattr(self.module, "NODE_DISPLAY_NAME_MAPPINGS", None) or {}
+        return [(str(k), v, str(display.get(k, "") or "")) for k, v in mappings.items()]
+
     def adapted(self) -> list[type[ComfyNode] | RegistrationError]:
         if self._adapted is None:
-            mappings = getattr(self.module, "NODE_CLASS_MAPPINGS")
-            if not isinstance(mappings, Mapping):
-                raise TypeError("NODE_CLASS_MAPPINGS must be a dict of class_type → class")
-            display = getattr(self.module, "NODE_DISPLAY_NAME_MAPPINGS", None) or {}
+            from latentgraph.plugins.comfy_v3 import adapt_v3_class, is_v3_class
+
             found: list[type[ComfyNode] | RegistrationError] = []
-            for class_type, comfy_class in mappings.items():
+            try:
+                classes = self._classes()
+            except RegistrationError as exc:
+                classes, found = [], [exc]
+            for class_type, comfy_class, display in classes:
                 try:
-                    found.append(adapt_comfy_class(str(class_type), comfy_class, str(display.get(class_type, ""))))
+                    if class_type is None or is_v3_class(comfy_class):
+                        found.append(adapt_v3_class(comfy_class, class_type, display))
+                    else:
+                        found.append(adapt_comfy_class(str(class_type), comfy_class, display))
                 except RegistrationError as exc:
                     found.append(exc)
             self._adapted = found

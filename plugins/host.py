@@ -192,6 +192,9 @@ class PluginHost:
         selection = selection or PluginSelection()
         if not folder.is_dir():
             return
+        from latentgraph.plugins.comfy_v3 import install_comfy_api_alias
+
+        install_comfy_api_alias()  # V3 custom-node files import comfy_api (docs/plugins.md)
         for path in sorted(folder.iterdir()):
             if path.name.startswith((".", "_")):
                 continue
@@ -212,9 +215,9 @@ class PluginHost:
                 self.add_failed(name, "plugins-dir", exc, location=str(path), seconds=time.perf_counter() - start)
                 continue
             plugin: object = module
-            if hasattr(module, "NODE_CLASS_MAPPINGS") and not _has_hookimpls(module):
-                from latentgraph.plugins.comfy_adapter import ComfyNodePack
+            from latentgraph.plugins.comfy_adapter import ComfyNodePack
 
+            if ComfyNodePack.is_pack(module) and not _has_hookimpls(module):
                 plugin = ComfyNodePack(module)
             info = self.add(plugin, name, "plugins-dir", str(getattr(module, "__version__", "")), str(path))
             info.load_seconds += time.perf_counter() - start
