@@ -27,6 +27,7 @@ from latentgraph.server.accept import Acceptor
 from latentgraph.server.hub import Hub
 from latentgraph.server.worker import Worker
 from latentgraph.server.store import Store
+from latentgraph.server.validated import ValidatedGraphs
 
 log = logging.getLogger("latentgraph.server")
 MiB = 1024 * 1024
@@ -71,6 +72,9 @@ class ServerState:
     hub: Hub
     acceptor: Acceptor
     worker: Worker | None = None
+    #: Graphs validated at acceptance, run by the in-process worker (None with --workers: the
+    #: cluster's workers validate in their own processes).
+    validated: ValidatedGraphs | None = None
 
 
 STATE = web.AppKey("latentgraph_state", ServerState)
@@ -248,7 +252,8 @@ def create_app(engine: Engine, store: Store, config: ServerConfig | None = None)
         client_max_size=config.max_body_bytes,
     )
     hub = Hub(store.queue_remaining, replay_limit=config.replay_limit, preview_method=config.preview_method)
-    state = ServerState(engine, store, config, hub, Acceptor(store))
+    state = ServerState(engine, store, config, hub, Acceptor(store),
+                        validated=ValidatedGraphs() if config.cluster is None else None)
     app[STATE] = state
     for module in (routes_prompt, routes_files, routes_info, routes_ws, routes_userdata, routes_jobs, routes_models,
                    routes_internal, routes_mask, routes_editor):
@@ -308,7 +313,8 @@ async def _start_worker(app: web.Application) -> None:
                                      state.config.cluster, preview_interval=state.config.preview_interval)
         return
     state.worker = Worker(
-        state.engine, state.store, state.hub, asyncio.get_running_loop(), preview_interval=state.config.preview_interval
+        state.engine, state.store, state.hub, asyncio.get_running_loop(), preview_interval=state.config.preview_interval,
+        validated=state.validated,
     )
     state.worker.start()
 

@@ -19,6 +19,7 @@ from latentgraph import standard_json
 from latentgraph.server.app import JsonError, ServerState, add_route, json_response, state_of
 from latentgraph.server.schemas import ClearOrDelete, InterruptRequest, PromptRequest, parse_body
 from latentgraph.server.store import DuplicatePromptId, QueueItem
+from latentgraph.validation import Graph
 
 
 #: Nodes a prompt may have. Validation is linear (a 12k-node prompt takes about a second, off
@@ -37,9 +38,10 @@ def setup(app: web.Application) -> None:
     add_route(app, "POST", "/interrupt", post_interrupt)
 
 
-def _check(state: ServerState, body: PromptRequest) -> QueueItem | bytes:
-    """Validate one prompt into a queue item, or the encoded 400 answer (runs in a thread:
-    validation is linear in the prompt but a 12k-node one takes a second, and may list files)."""
+def _check(state: ServerState, body: PromptRequest) -> tuple[QueueItem, Graph] | bytes:
+    """Validate one prompt into a queue item and its graph, or the encoded 400 answer (runs in a
+    thread: validation is linear in the prompt, a 10k-node one takes a fraction of a second, and
+    may list files)."""
     graph, report = state.engine.check(body.prompt, targets=body.partial_execution_targets)
     if graph is None:
         return encode(report.to_dict())  # bounded: see latentgraph.errors.ReportLimits
@@ -47,7 +49,7 @@ def _check(state: ServerState, body: PromptRequest) -> QueueItem | bytes:
     extra_data = body.extra_data.model_dump(exclude_unset=True)
     if body.client_id is not None:
         extra_data["client_id"] = body.client_id
-    return QueueItem(
+    item = QueueItem(
         prompt_id=body.prompt_id or str(uuid.uuid4()),
         number=number,
         prompt=body.prompt,
@@ -55,6 +57,7 @@ def _check(state: ServerState, body: PromptRequest) -> QueueItem | bytes:
         outputs_to_execute=list(graph.outputs),
         client_id=body.client_id,
     )
+    return item, graph
 
 
 async def post_prompt(request: web.Request) -> web.Response:
@@ -69,13 +72,21 @@ async def post_prompt(request: web.Request) -> web.Response:
             nodes=len(body.prompt),
             limit=MAX_PROMPT_NODES,
         )
-    item = await asyncio.to_thread(_check, state, body)
-    if isinstance(item, bytes):
-        return _json_bytes(item, status=400)
+    checked = await asyncio.to_thread(_check, state, body)
+    if isinstance(checked, bytes):
+        return _json_bytes(checked, status=400)
+    item, graph = checked
+    validated = state.validated
+    if validated is not None:  # the worker runs this graph: the prompt is validated once
+        validated.offer(item.prompt_id, graph)
     try:
         await state.acceptor.add(item)  # durable before we answer
-    except DuplicatePromptId:
-        raise JsonError(400, "duplicate_prompt_id", f"prompt_id '{item.prompt_id}' is already queued or in history") from None
+    except BaseException as exc:
+        if validated is not None:
+            validated.withdraw(item.prompt_id, graph)
+        if isinstance(exc, DuplicatePromptId):
+            raise JsonError(400, "duplicate_prompt_id", f"prompt_id '{item.prompt_id}' is already queued or in history") from None
+        raise
     if state.worker is not None:
         state.worker.notify()
     state.hub.status_changed()
@@ -108,6 +119,8 @@ async def post_queue(request: web.Request) -> web.Response:
             removed += state.store.delete_pending()
         if body.delete:
             removed += state.store.delete_pending(body.delete)
+        if state.validated is not None and (body.clear or body.delete):
+            state.validated.discard(None if body.clear else body.delete)
         return removed
 
     removed = await asyncio.to_thread(delete)

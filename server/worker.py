@@ -38,6 +38,7 @@ from latentgraph.output_names import file_under, files_in, remove_partials
 from latentgraph.server.progress_state import NodeStates
 from latentgraph.server.previews import PreviewThrottle, effective_method, encode_jpeg, encode_png, node_metadata
 from latentgraph.server.store import HistoryEntry, HistoryStatus, QueueItem, Store
+from latentgraph.server.validated import ValidatedGraphs
 
 log = logging.getLogger("latentgraph.server")
 
@@ -241,11 +242,14 @@ class Worker:
         loop: asyncio.AbstractEventLoop,
         *,
         preview_interval: float = 0.1,
+        validated: ValidatedGraphs | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
         self.hub = hub
         self.loop = loop
+        #: Graphs ``POST /prompt`` validated; a prompt without one is validated here.
+        self.validated = validated
         self.throttle = PreviewThrottle(preview_interval)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -380,7 +384,9 @@ class Worker:
         if isinstance(extra_pnginfo, dict):
             extra["extra_pnginfo"] = extra_pnginfo
             extra["workflow"] = extra_pnginfo.get("workflow")
-        graph, report = self.engine.check(item.prompt, targets=item.outputs_to_execute or None)
+        graph = self.validated.take(item.prompt_id) if self.validated is not None else None
+        if graph is None:  # accepted before a restart (plugins may differ now) or not kept: check again
+            graph, report = self.engine.check(item.prompt, targets=item.outputs_to_execute or None)
         if graph is None:  # valid when accepted, but something changed since (a model file, a plugin)
             sink(ExecutionStarted(item.prompt_id))
             node_id = next(iter(report.node_errors), None)
