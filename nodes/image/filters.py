@@ -29,8 +29,8 @@ def gaussian_kernel(size: int, sigma: float, device=None, dtype=torch.float32) -
     """``size × size`` weights ``exp(−d²/2σ²)`` summing to 1, where d is the distance from the
     centre with the kernel's extent mapped to [−1, 1] (ComfyUI's convention)."""
     axis = torch.linspace(-1, 1, size, device=device, dtype=torch.float32)
-    d2 = axis[:, None] ** 2 + axis[None, :] ** 2
-    g = torch.exp(-d2 / (2.0 * sigma * sigma))
+    d = torch.sqrt(axis[:, None] * axis[:, None] + axis[None, :] * axis[None, :])
+    g = torch.exp(-(d * d) / (2.0 * sigma * sigma))  # through the square root: ComfyUI's rounding, bit for bit
     return (g / g.sum()).to(dtype)
 
 

@@ -52,8 +52,13 @@ def composite(destination: Tensor, source: Tensor, x: int, y: int, operation: st
 
 
 def feather(mask: Tensor, left: int, top: int, right: int, bottom: int) -> Tensor:
-    """Fade the mask to the edges: the outermost column/row of a ``n``-wide border is multiplied by
-    1/n, the next by 2/n, …, the n-th from the edge by 1. Borders are capped at the mask's size."""
+    """Fade the mask to the edges, exactly as ComfyUI's FeatherMask does (pixel parity).
+
+    Left/top: the outermost column/row of an ``n``-wide border is multiplied by 1/n, the next by
+    2/n, …, the n-th by 1. Right/bottom are ComfyUI's off-by-one: its k-th factor (k+1)/n lands
+    on index −k, so the *first* column/row gets 1/n, the last 2/n, …, the (n−1)-th from the end
+    1 (checked against ComfyUI 0.8.0 in tests/test_comfyui_node_parity.py). Borders are capped at
+    the mask's size."""
     out = as_batch(mask).clone()
     h, w = out.shape[-2:]
     for size, axis, from_end in ((left, 2, False), (right, 2, True), (top, 1, False), (bottom, 1, True)):
@@ -63,10 +68,8 @@ def feather(mask: Tensor, left: int, top: int, right: int, bottom: int) -> Tenso
         length = w if axis == 2 else h
         ramp = torch.ones(length, dtype=out.dtype, device=out.device)
         steps = torch.arange(1, n + 1, dtype=out.dtype, device=out.device) / n
-        if from_end:
-            ramp[length - n :] = steps.flip(0)
-        else:
-            ramp[:n] = steps
+        index = torch.arange(n, device=out.device)
+        ramp[(-index) % length if from_end else index] = steps
         out = out * (ramp.view(1, 1, -1) if axis == 2 else ramp.view(1, -1, 1))
     return out
 

@@ -1,0 +1,486 @@
+"""Record what ComfyUI's own node classes output for small deterministic inputs (node parity data).
+
+This script is latentgraph's own code (MIT). It contains no ComfyUI code: it *imports* ComfyUI
+(GPL) at run time from a source checkout given with ``--comfyui``, loads its node classes the way
+its server does (``nodes.py`` + ``init_builtin_extra_nodes``, see ``record_object_info.py``) and
+writes plain numbers to ``--out``: ``nodes.safetensors`` + ``nodes.json``.
+
+A case is a *call tree*: a node class name and its inputs, where an input may itself be a call
+(``{"call": name, "args": {...}, "index": i}``), a stored tensor (``{"tensor": key}``), a LATENT
+(``{"latent": {...}}``), a CONDITIONING (``{"conditioning": [[emb, extras], ...]}``), the model
+(``{"model": "fake_sd1"}``) or a literal. ``tests/test_comfyui_node_parity.py`` evaluates the
+same tree with latentgraph's node classes (found by the same names, called with the same input
+names) and compares the outputs. So a two-stage ``KSamplerAdvanced``, ``AddNoise`` into
+``SamplerCustomAdvanced`` or area conditioning into a sampler are each one tree, built and run by
+each side's own nodes end to end.
+
+The model: ComfyUI's real ``comfy.model_base.BaseModel.apply_model`` (SD1 ``ModelSamplingDiscrete``
++ ``EPS``, ``SD15`` latent format, inside a real ``comfy.model_patcher.ModelPatcher``) on the
+analytic UNet ε :func:`node_eps` (``record_guidance.fake_eps``, whose crop-local ramp makes areas
+visible, plus a per-channel term from the embedding's features, so two prompts differ in direction
+as Perp-Neg needs); latentgraph's side gives its ``DiffusionModel`` the same ε. Everything else
+(KSampler/KSamplerAdvanced, noise, schedules, guiders, CFG, ``calc_cond_batch``) is each side's
+real code.
+
+Environment: as ``record_comfyui.py`` (``/tmp/comfy-venv``, ``--cpu``, torchvision stub)::
+
+    /tmp/comfy-venv/bin/python tests/reference/record_nodes.py --comfyui /tmp/comfyui-ref --out tests/data/comfyui
+
+Deterministic: two runs give identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from record_comfyui import comfy_version, make_model_sampling  # noqa: E402
+from record_guidance import fake_eps, make_model  # noqa: E402
+from record_object_info import load_comfy_nodes  # noqa: E402
+
+COMMIT = "3cd7b32f1b7e7e90395cefe7d9f9b1f89276d8ce"
+EMB_DIM = 8
+EPS_FORMULA = ("record_guidance.fake_eps + 0.5*mean_tokens(context[b])[c]*sin(0.5*i + 0.9*j + c) "
+               "(crop-local i, j; the second term makes prompts differ in direction, not only in size)")
+
+
+def node_eps(xc: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """The UNet stand-in (float32), identical in tests/test_comfyui_node_parity.py."""
+    b, c, h, w = xc.shape
+    feature = context.float().mean(dim=1)[:, :c].reshape(b, c, 1, 1)
+    i = torch.arange(h, dtype=torch.float32).reshape(1, 1, h, 1)
+    j = torch.arange(w, dtype=torch.float32).reshape(1, 1, 1, w)
+    k = torch.arange(c, dtype=torch.float32).reshape(1, c, 1, 1)
+    return fake_eps(xc, t, context) + 0.5 * feature * torch.sin(0.5 * i + 0.9 * j + k)
+
+
+# --------------------------------------------------------------------------- deterministic inputs
+
+
+def seeded(shape, seed: int, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
+    """Uniform in [lo, hi) from a CPU generator: the same tensor on every machine."""
+    g = torch.Generator().manual_seed(seed)
+    return (lo + (hi - lo) * torch.rand(shape, generator=g)).float()
+
+
+def smooth_mask(b: int, h: int, w: int, phase: float = 0.0) -> torch.Tensor:
+    """A [b, h, w] mask with soft edges and exact 0/1 plateaus (grow/feather/threshold all act)."""
+    yy = torch.linspace(-1, 1, h).reshape(1, h, 1)
+    xx = torch.linspace(-1, 1, w).reshape(1, 1, w)
+    k = torch.arange(b, dtype=torch.float32).reshape(b, 1, 1)
+    r = torch.sqrt((yy - 0.2 * k) ** 2 + (xx + 0.1 + phase) ** 2)
+    return (1.6 - 2.2 * r).clamp(0, 1).float()
+
+
+def embedding(name: str, tokens: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(sum(map(ord, name)) * 13 + tokens)
+    return (torch.randn((1, tokens, EMB_DIM), generator=g) + 0.4 * (len(name) % 3)).float()
+
+
+def inputs() -> dict[str, torch.Tensor]:
+    """Every stored input tensor, by key."""
+    t = {
+        "image_a": seeded((2, 10, 12, 3), 1),
+        "image_b": seeded((2, 10, 12, 3), 2),
+        "image_small": seeded((1, 7, 9, 3), 3),
+        "image_rgba": seeded((1, 10, 12, 4), 4),
+        "mask_a": smooth_mask(2, 10, 12),
+        "mask_b": smooth_mask(1, 6, 5, phase=0.3),
+        "mask_one": smooth_mask(1, 10, 12, phase=-0.2),
+        "latent_a": seeded((2, 4, 8, 6), 5, -2.0, 2.0),
+        "latent_b": seeded((2, 4, 8, 6), 6, -2.0, 2.0),
+        "latent_small": seeded((1, 4, 5, 4), 7, -2.0, 2.0),
+        "latent_one": seeded((1, 4, 8, 6), 9, -2.0, 2.0),
+        "latent_one_b": seeded((1, 4, 8, 6), 10, -2.0, 2.0),
+        "latent_mask": smooth_mask(1, 64, 48),
+        "emb_A": embedding("A", 3),
+        "emb_B": embedding("B", 5),
+        "emb_C": embedding("C", 3),
+        "emb_N": embedding("N", 3),
+        "emb_E": embedding("E", 3),
+        "pooled_A": seeded((1, 6), 8, -1.0, 1.0),
+    }
+    # an image with exact colour matches for ImageColorToMask (0xFF8000 and 0x00FF00)
+    c = torch.zeros(1, 6, 6, 3)
+    c[0, :3, :, 0], c[0, :3, :, 1] = 1.0, 128 / 255
+    c[0, 3:, 2:, 1] = 1.0
+    t["image_colors"] = c
+    return t
+
+
+# --------------------------------------------------------------------------- call-tree helpers
+
+
+def T(key):  # noqa: N802 - a stored tensor
+    return {"tensor": key}
+
+
+def L(samples, **extra):  # noqa: N802 - a LATENT
+    return {"latent": {"samples": samples, **extra}}
+
+
+def cond(*items):
+    """CONDITIONING: items are (embedding key, extras) or an embedding key alone."""
+    out = []
+    for it in items:
+        emb, extras = (it, {}) if isinstance(it, str) else it
+        out.append([T(emb), extras])
+    return {"conditioning": out}
+
+
+def call(node, index=0, **args):
+    return {"call": node, "args": args, "index": index}
+
+
+MODEL = {"model": "fake_sd1"}
+
+
+def tensor_cases() -> list[tuple[str, dict]]:
+    """Pure image / latent / mask / conditioning maths: (case name, call tree)."""
+    c: list[tuple[str, dict]] = []
+    A, B = T("image_a"), T("image_b")
+    for mode in ("normal", "multiply", "screen", "overlay", "soft_light", "difference"):
+        c.append((f"ImageBlend/{mode}", call("ImageBlend", image1=A, image2=B, blend_factor=0.35, blend_mode=mode)))
+    c.append(("ImageBlend/resized", call("ImageBlend", image1=A, image2=T("image_small"), blend_factor=0.6,
+                                         blend_mode="overlay")))
+    c.append(("ImageSharpen/r1", call("ImageSharpen", image=A, sharpen_radius=1, sigma=1.0, alpha=0.5)))
+    c.append(("ImageSharpen/r3", call("ImageSharpen", image=A, sharpen_radius=3, sigma=0.6, alpha=2.0)))
+    c.append(("ImageBlur/r1", call("ImageBlur", image=A, blur_radius=1, sigma=1.0)))
+    c.append(("ImageBlur/r4", call("ImageBlur", image=A, blur_radius=4, sigma=2.5)))
+    c.append(("ImageInvert", call("ImageInvert", image=A)))
+    for m in ("nearest-exact", "bilinear", "area", "bicubic", "lanczos"):
+        c.append((f"ImageScaleBy/{m}/1.5", call("ImageScaleBy", image=A, upscale_method=m, scale_by=1.5)))
+        c.append((f"ImageScaleBy/{m}/0.45", call("ImageScaleBy", image=A, upscale_method=m, scale_by=0.45)))
+    c.append(("ImageScale/bilinear_center", call("ImageScale", image=A, upscale_method="bilinear", width=7,
+                                                 height=9, crop="center")))
+    c.append(("ImageScale/bicubic_keep_ratio", call("ImageScale", image=A, upscale_method="bicubic", width=20,
+                                                    height=0, crop="disabled")))
+    la, lb = L(T("latent_a")), L(T("latent_b"))
+    for m in ("nearest-exact", "bilinear", "area", "bicubic", "bislerp"):
+        c.append((f"LatentUpscaleBy/{m}/1.5", call("LatentUpscaleBy", samples=la, upscale_method=m, scale_by=1.5)))
+    c.append(("LatentUpscaleBy/bislerp/0.6", call("LatentUpscaleBy", samples=la, upscale_method="bislerp", scale_by=0.6)))
+    c.append(("LatentUpscale/bislerp_center", call("LatentUpscale", samples=la, upscale_method="bislerp", width=72,
+                                                   height=40, crop="center")))
+    c.append(("LatentUpscale/area_keep_ratio", call("LatentUpscale", samples=la, upscale_method="area", width=0,
+                                                    height=96, crop="disabled")))
+    c.append(("LatentBlend", call("LatentBlend", samples1=la, samples2=lb, blend_factor=0.3)))
+    c.append(("LatentBlend/resized", call("LatentBlend", samples1=la, samples2=L(T("latent_small")), blend_factor=0.7)))
+    # batch 1: ComfyUI divides [B,C,H,W] by the [B,H,W] norms, which broadcasts only for B = 1 (or B = C)
+    l1 = L(T("latent_one"))
+    c.append(("LatentInterpolate/0.4", call("LatentInterpolate", samples1=l1, samples2=L(T("latent_small")), ratio=0.4)))
+    c.append(("LatentInterpolate/same_size", call("LatentInterpolate", samples1=l1,
+                                                  samples2=L(T("latent_one_b")), ratio=0.75)))
+    c.append(("LatentAdd", call("LatentAdd", samples1=la, samples2=lb)))
+    c.append(("LatentSubtract/resized", call("LatentSubtract", samples1=la, samples2=L(T("latent_small")))))
+    c.append(("LatentMultiply", call("LatentMultiply", samples=la, multiplier=-0.7)))
+    c.append(("LatentBatchSeedBehavior/fixed",
+              call("LatentBatchSeedBehavior", samples=L(T("latent_a"), batch_index=[3, 4]), seed_behavior="fixed")))
+    c.append(("LatentBatchSeedBehavior/fixed_no_index",
+              call("LatentBatchSeedBehavior", samples=la, seed_behavior="fixed")))
+    c.append(("LatentBatchSeedBehavior/random",
+              call("LatentBatchSeedBehavior", samples=L(T("latent_a"), batch_index=[3, 4]), seed_behavior="random")))
+    c.append(("LatentComposite/plain", call("LatentComposite", samples_to=la, samples_from=L(T("latent_small")),
+                                            x=16, y=8, feather=0)))
+    c.append(("LatentComposite/feather", call("LatentComposite", samples_to=la, samples_from=L(T("latent_small")),
+                                              x=8, y=24, feather=16)))
+    c.append(("LatentCompositeMasked", call("LatentCompositeMasked", destination=la, source=L(T("latent_small")),
+                                            x=8, y=16, resize_source=False, mask=T("mask_b"))))
+    c.append(("ImageCompositeMasked", call("ImageCompositeMasked", destination=A, source=T("image_small"),
+                                           x=5, y=4, resize_source=False, mask=T("mask_b"))))
+    c.append(("ImageCompositeMasked/resize", call("ImageCompositeMasked", destination=A, source=T("image_small"),
+                                                  x=0, y=0, resize_source=True, mask=T("mask_one"))))
+    M = T("mask_a")
+    for expand, taper in ((2, True), (2, False), (-1, True), (-2, False)):
+        c.append((f"GrowMask/{expand}/{taper}", call("GrowMask", mask=M, expand=expand, tapered_corners=taper)))
+    c.append(("FeatherMask", call("FeatherMask", mask=M, left=3, top=2, right=1, bottom=4)))
+    c.append(("FeatherMask/oversize", call("FeatherMask", mask=M, left=20, top=0, right=7, bottom=11)))
+    c.append(("ThresholdMask", call("ThresholdMask", mask=M, value=0.4)))
+    for op in ("multiply", "add", "subtract", "and", "or", "xor"):
+        c.append((f"MaskComposite/{op}", call("MaskComposite", destination=M, source=T("mask_b"), x=4, y=6, operation=op)))
+    c.append(("MaskComposite/overhang", call("MaskComposite", destination=M, source=T("mask_b"), x=10, y=7,
+                                             operation="add")))
+    c.append(("SolidMask", call("SolidMask", value=0.3, width=7, height=5)))
+    c.append(("InvertMask", call("InvertMask", mask=M)))
+    for ch in ("red", "green", "blue"):
+        c.append((f"ImageToMask/{ch}", call("ImageToMask", image=A, channel=ch)))
+    c.append(("ImageToMask/alpha", call("ImageToMask", image=T("image_rgba"), channel="alpha")))
+    c.append(("MaskToImage", call("MaskToImage", mask=M)))
+    c.append(("CropMask", call("CropMask", mask=M, x=3, y=2, width=6, height=20)))
+    c.append(("ImageColorToMask", call("ImageColorToMask", image=T("image_colors"), color=0xFF8000)))
+    c.append(("SetLatentNoiseMask", call("SetLatentNoiseMask", samples=la, mask=M)))
+    c.append(("ImagePadForOutpaint", call("ImagePadForOutpaint", image=T("image_small"), left=3, top=0, right=2,
+                                          bottom=5, feathering=4)))
+    # conditioning values (their tensors and extras)
+    P = cond(("emb_A", {"pooled_output": T("pooled_A")}))
+    c.append(("ConditioningAverage", call("ConditioningAverage", conditioning_to=cond("emb_A", "emb_C"),
+                                          conditioning_from=cond("emb_B"), conditioning_to_strength=0.3)))
+    c.append(("ConditioningConcat", call("ConditioningConcat", conditioning_to=cond("emb_A", "emb_C"),
+                                         conditioning_from=cond("emb_B"))))
+    c.append(("ConditioningZeroOut", call("ConditioningZeroOut", conditioning=P)))
+    c.append(("ConditioningSetArea", call("ConditioningSetArea", conditioning=P, width=64, height=40, x=8, y=16,
+                                          strength=0.8)))
+    c.append(("ConditioningSetAreaPercentage", call("ConditioningSetAreaPercentage", conditioning=P, width=0.5,
+                                                    height=0.3, x=0.25, y=0.1, strength=1.2)))
+    c.append(("ConditioningSetMask", call("ConditioningSetMask", conditioning=P, mask=T("mask_b"),
+                                          set_cond_area="mask bounds", strength=0.7)))
+    c.append(("ConditioningSetTimestepRange", call("ConditioningSetTimestepRange", conditioning=P, start=0.2, end=0.7)))
+    return c
+
+
+def sampling_cases() -> list[tuple[str, dict]]:
+    """Trees that run a sampler on the fake SD1 model."""
+    c: list[tuple[str, dict]] = []
+    empty = call("EmptyLatentImage", width=48, height=64, batch_size=2)  # 2×4×8×6
+    image = L(T("latent_a"))  # img2img start (unscaled latent units)
+    pos, neg = cond("emb_A"), cond("emb_N")
+
+    def ksa(latent, add_noise, start, end, leftover, sampler="euler", scheduler="normal", steps=8, seed=7, cfg=3.0,
+            positive=pos, negative=neg):
+        return call("KSamplerAdvanced", model=MODEL, add_noise=add_noise, noise_seed=seed, steps=steps, cfg=cfg,
+                    sampler_name=sampler, scheduler=scheduler, positive=positive, negative=negative,
+                    latent_image=latent, start_at_step=start, end_at_step=end, return_with_leftover_noise=leftover)
+
+    def ks(latent, sampler="euler", scheduler="normal", steps=6, denoise=1.0, cfg=3.0, positive=pos, negative=neg,
+           seed=7):
+        return call("KSampler", model=MODEL, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
+                    scheduler=scheduler, positive=positive, negative=negative, latent_image=latent, denoise=denoise)
+
+    c.append(("KSampler/euler", ks(empty)))
+    c.append(("KSampler/img2img_dpmpp_2m", ks(image, "dpmpp_2m", "karras", denoise=0.6)))
+    for sampler in ("euler", "dpmpp_2m", "euler_ancestral"):
+        stage1 = ksa(empty, "enable", 0, 5, "enable", sampler=sampler)
+        c.append((f"KSamplerAdvanced/{sampler}/stage1", stage1))
+        c.append((f"KSamplerAdvanced/{sampler}/two_stage", ksa(stage1, "disable", 5, 10000, "disable", sampler=sampler)))
+    c.append(("KSamplerAdvanced/end_early_full_denoise", ksa(empty, "enable", 0, 4, "disable")))
+    c.append(("KSamplerAdvanced/img2img_start3", ksa(image, "enable", 3, 10000, "disable", sampler="dpmpp_2m",
+                                                     scheduler="karras")))
+    c.append(("KSamplerAdvanced/start_past_end", ksa(image, "enable", 9, 10000, "disable")))
+
+    sig8 = call("BasicScheduler", model=MODEL, scheduler="normal", steps=8, denoise=1.0)
+    low = call("SplitSigmas", index=1, sigmas=sig8, step=3)
+    high = call("SplitSigmas", index=0, sigmas=sig8, step=3)
+    euler = call("KSamplerSelect", sampler_name="euler")
+    noise = call("RandomNoise", noise_seed=11)
+    no_noise = call("DisableNoise")
+    cfg_guider = call("CFGGuider", model=MODEL, positive=pos, negative=neg, cfg=3.0)
+
+    def sca(noise_, guider, sampler, sigmas, latent, index=0):
+        return call("SamplerCustomAdvanced", index=index, noise=noise_, guider=guider, sampler=sampler, sigmas=sigmas,
+                    latent_image=latent)
+
+    added = call("AddNoise", model=MODEL, noise=noise, sigmas=low, latent_image=image)
+    c.append(("AddNoise/split_low", added))
+    c.append(("AddNoise/full_schedule_on_empty", call("AddNoise", model=MODEL, noise=noise, sigmas=sig8,
+                                                      latent_image=empty)))
+    c.append(("AddNoise/then_sample", sca(no_noise, cfg_guider, euler, low, added)))
+    c.append(("SamplerCustomAdvanced/two_stage",
+              sca(no_noise, cfg_guider, euler, low, sca(noise, cfg_guider, euler, high, empty))))
+    c.append(("SamplerCustomAdvanced/denoised_output", sca(noise, cfg_guider, call("KSamplerSelect",
+              sampler_name="dpmpp_2m"), sig8, empty, index=1)))
+
+    cond2 = cond("emb_B")
+    for style, c1, c2 in (("regular", 2.5, 4.0), ("nested", 2.5, 4.0), ("regular", 3.0, 1.0), ("regular", 1.0, 1.0)):
+        g = call("DualCFGGuider", model=MODEL, cond1=pos, cond2=cond2, negative=neg, cfg_conds=c1,
+                 cfg_cond2_negative=c2, style=style)
+        c.append((f"DualCFGGuider/{style}/{c1}/{c2}", sca(noise, g, euler, sig8, empty)))
+    for cfg, scale in ((4.0, 1.0), (3.0, 0.0), (1.0, 0.0), (5.0, 2.5)):
+        g = call("PerpNegGuider", model=MODEL, positive=pos, negative=neg, empty_conditioning=cond("emb_E"),
+                 cfg=cfg, neg_scale=scale)
+        c.append((f"PerpNegGuider/{cfg}/{scale}", sca(noise, g, euler, sig8, empty)))
+    for sampler in ("euler_cfg_pp", "euler_ancestral_cfg_pp", "res_multistep_cfg_pp", "dpmpp_2m_cfg_pp"):
+        for cfg in (1.0, 1.5):
+            g = call("CFGGuider", model=MODEL, positive=pos, negative=neg, cfg=cfg)
+            c.append((f"CFGPP/{sampler}/cfg{cfg}", sca(noise, g, call("KSamplerSelect", sampler_name=sampler), sig8,
+                                                       empty)))
+    g1 = call("CFGGuider", model=MODEL, positive=pos, negative=neg, cfg=1.0)
+    c.append(("CFGPP/SamplerEulerAncestralCFGPP", sca(noise, g1, call("SamplerEulerAncestralCFGPP", eta=0.7, s_noise=0.9),
+                                                      sig8, empty)))
+
+    # conditioning built by each side's own nodes, through KSampler
+    A, B, Cc, N = cond("emb_A"), cond("emb_B"), cond("emb_C"), cond("emb_N")
+
+    def combine(a, b):
+        return call("ConditioningCombine", conditioning_1=a, conditioning_2=b)
+
+    area = call("ConditioningSetArea", conditioning=B, width=32, height=40, x=8, y=16, strength=1.0)
+    area_pct = call("ConditioningSetAreaPercentage", conditioning=Cc, width=0.5, height=0.5, x=0.5, y=0.0, strength=1.3)
+    area_str = call("ConditioningSetAreaStrength", conditioning=area, strength=0.6)
+    masked = call("ConditioningSetMask", conditioning=Cc, mask=T("latent_mask"), set_cond_area="default", strength=0.8)
+    masked_b = call("ConditioningSetMask", conditioning=B, mask=T("mask_b"), set_cond_area="mask bounds", strength=1.0)
+    ranged = call("ConditioningSetTimestepRange", conditioning=B, start=0.3, end=0.8)
+    c.append(("Conditioning/area_combine", ks(empty, positive=combine(combine(A, area), area_pct))))
+    c.append(("Conditioning/area_strength_negative_area", ks(empty, positive=combine(A, area_str),
+                                                             negative=combine(N, area))))
+    c.append(("Conditioning/set_mask", ks(empty, positive=combine(combine(A, masked), masked_b))))
+    c.append(("Conditioning/timestep_range", ks(empty, "dpmpp_2m", "karras", positive=combine(A, ranged))))
+    c.append(("Conditioning/concat", ks(empty, positive=call("ConditioningConcat", conditioning_to=A,
+                                                             conditioning_from=B))))
+    c.append(("Conditioning/average", ks(empty, positive=call("ConditioningAverage", conditioning_to=A,
+                                                              conditioning_from=B, conditioning_to_strength=0.3))))
+    c.append(("Conditioning/zero_out_negative", ks(empty, negative=call("ConditioningZeroOut", conditioning=N))))
+    return c
+
+
+# --------------------------------------------------------------------------- evaluation (ComfyUI side)
+
+
+class Evaluator:
+    def __init__(self, C, nodes, patcher, tensors: dict[str, torch.Tensor]):
+        self.C, self.nodes, self.patcher, self.inputs = C, nodes, patcher, tensors
+
+    def value(self, v):
+        if isinstance(v, dict):
+            if "call" in v:
+                return self.run(v["call"], v["args"])[v["index"]]
+            if "tensor" in v:
+                return self.inputs[v["tensor"]].clone()
+            if "latent" in v:
+                return {k: self.value(x) for k, x in v["latent"].items()}
+            if "conditioning" in v:
+                return [[self.value(e), {k: self.value(x) for k, x in extras.items()}] for e, extras in v["conditioning"]]
+            if "model" in v:
+                return self.patcher
+            raise ValueError(v)
+        if isinstance(v, list):
+            return [self.value(x) for x in v]
+        return v
+
+    def run(self, name: str, args: dict) -> list:
+        cls = self.nodes.NODE_CLASS_MAPPINGS[name]
+        kwargs = {k: self.value(v) for k, v in args.items()}
+        torch.manual_seed(0)  # nothing should depend on the global RNG; make it so if something does
+        if hasattr(cls, "FUNCTION"):
+            out = getattr(cls(), cls.FUNCTION)(**kwargs)
+        else:
+            out = cls.execute(**kwargs)
+        vals = getattr(out, "args", out)
+        if isinstance(vals, dict):  # V1 {"ui": ..., "result": (...)}
+            vals = vals["result"]
+        return list(vals)
+
+
+class Store:
+    def __init__(self, initial: dict[str, torch.Tensor]):
+        self.tensors = {f"in/{k}": v.contiguous() for k, v in initial.items()}
+
+    def put(self, key: str, t: torch.Tensor) -> str:
+        t = t.detach().contiguous().clone()
+        for k, v in self.tensors.items():
+            if v.dtype == t.dtype and v.shape == t.shape and torch.equal(v, t):
+                return k
+        assert key not in self.tensors, key
+        self.tensors[key] = t
+        return key
+
+    def encode(self, key: str, v):
+        """An output value as JSON (tensors stored under ``key``…)."""
+        if isinstance(v, torch.Tensor):
+            return {"tensor": self.put(key, v), "dtype": str(v.dtype).removeprefix("torch.")}
+        if isinstance(v, dict):
+            return {"latent": {k: self.encode(f"{key}/{k}", x) for k, x in sorted(v.items())}}
+        if isinstance(v, list) and v and isinstance(v[0], (list, tuple)) and len(v[0]) == 2 \
+                and isinstance(v[0][0], torch.Tensor) and isinstance(v[0][1], dict):
+            return {"conditioning": [[self.encode(f"{key}/{i}/emb", e),
+                                      {k: self.encode(f"{key}/{i}/{k}", x) for k, x in sorted(extras.items())}]
+                                     for i, (e, extras) in enumerate(v)]}
+        if isinstance(v, (list, tuple)):
+            return [self.encode(f"{key}/{i}", x) for i, x in enumerate(v)]
+        if isinstance(v, float) and not math.isfinite(v):
+            return repr(v)
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        raise TypeError(f"{key}: cannot record a {type(v).__name__}")
+
+
+def rename_inputs(tree):
+    """The case trees use bare input keys; stored tensors live under ``in/``."""
+    if isinstance(tree, dict):
+        if set(tree) == {"tensor"}:
+            return {"tensor": f"in/{tree['tensor']}"}
+        return {k: rename_inputs(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [rename_inputs(x) for x in tree]
+    return tree
+
+
+def make_patcher(C):
+    """ComfyUI's ModelPatcher around a BaseModel whose UNet is record_guidance.fake_eps."""
+    import comfy.latent_formats
+    import comfy.model_patcher
+
+    ms = make_model_sampling(C)
+    model = make_model(C, ms)
+
+    class NodeUNet(torch.nn.Module):
+        dtype = torch.float32
+
+        def forward(self, x, timesteps, context=None, control=None, transformer_options=None, **kwargs):
+            return node_eps(x, timesteps, context)
+
+    model.diffusion_model = NodeUNet()
+    model.latent_format = comfy.latent_formats.SD15()
+    model.device = torch.device("cpu")
+    model.model_config = None
+    cpu = torch.device("cpu")
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
+    model.current_patcher = patcher
+    return patcher
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--comfyui", required=True, help="ComfyUI source checkout (0.8.0)")
+    ap.add_argument("--out", required=True, help="output directory (tests/data/comfyui)")
+    ap.add_argument("--only", nargs="*", help="case-name prefixes (debugging; the stored files want all)")
+    args = ap.parse_args(argv)
+    C, nodes = load_comfy_nodes(args.comfyui)
+    version = comfy_version(C.path)
+    stored = inputs()
+    store = Store(stored)
+    patcher = make_patcher(C)
+    ev = Evaluator(C, nodes, patcher, {f"in/{k}": v for k, v in stored.items()})
+    out = {
+        "comfyui_version": version,
+        "comfyui_commit": COMMIT,
+        "model": {"fake_sd1": "SD1 ModelSamplingDiscrete+EPS, SD15 latent format, UNet eps = record_guidance.fake_eps",
+                  "unet_eps": EPS_FORMULA,
+                  "emb_dim": EMB_DIM},
+        "cases": {},
+        "failures": {},
+    }
+    for group, cases in (("tensor", tensor_cases()), ("sampling", sampling_cases())):
+        for name, tree in cases:
+            if args.only and not any(name.startswith(p) for p in args.only):
+                continue
+            tree = rename_inputs(tree)
+            try:
+                values = ev.run(tree["call"], tree["args"])
+                value = values[tree["index"]]
+            except Exception as e:  # recorded, so a test can say ComfyUI raises here
+                out["failures"][name] = f"{type(e).__name__}: {e}"
+                continue
+            out["cases"][name] = {"group": group, "tree": tree, "output": store.encode(f"out/{name}", value)}
+            print(name, flush=True)
+
+    from safetensors.torch import save_file
+
+    os.makedirs(args.out, exist_ok=True)
+    save_file(dict(sorted(store.tensors.items())), os.path.join(args.out, "nodes.safetensors"),
+              metadata={"comfyui": f"{version} {COMMIT}"})
+    with open(os.path.join(args.out, "nodes.json"), "w") as f:
+        json.dump(out, f, indent=0, sort_keys=True)
+        f.write("\n")
+    size = os.path.getsize(os.path.join(args.out, "nodes.safetensors"))
+    print(f"{len(out['cases'])} cases, {len(out['failures'])} failures, {len(store.tensors)} tensors, {size} bytes")
+    for k, v in out["failures"].items():
+        print("FAILED", k, v)
+
+
+if __name__ == "__main__":
+    main()
