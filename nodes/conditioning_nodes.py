@@ -28,6 +28,7 @@ from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.conditioning import check_clip, encode_prompt, with_warnings
 from latentgraph.nodes.latent_mask import check_mask
 from latentgraph.nodes.latents import MAX_RESOLUTION
+from latentgraph.nodes.sampling.weight_hooks import clip_entries
 
 log = logging.getLogger("latentgraph.conditioning")
 
@@ -293,16 +294,19 @@ class CLIPTextEncodeSDXL(Node):
             if not isinstance(value, str):
                 raise NodeInputError(name, f"expected text, got {type(value).__name__}")
         warnings: list[str] = []
-        if len(clip.encoders) == 2:  # CLIP-L first, OpenCLIP bigG second (their widths concatenate)
-            embeddings, pooled = encode_prompt(ctx, clip, text_g, [text_l, text_g], warnings=warnings)
-        else:  # ComfyUI: an SD1 CLIP reads text_l, an SD2 (OpenCLIP) one text_g
-            embeddings, pooled = encode_prompt(ctx, clip, text_l if clip.arch == "sd1" else text_g, warnings=warnings)
+
+        def encode(c):
+            if len(c.encoders) == 2:  # CLIP-L first, OpenCLIP bigG second (their widths concatenate)
+                return encode_prompt(ctx, c, text_g, [text_l, text_g], warnings=warnings)
+            # ComfyUI: an SD1 CLIP reads text_l, an SD2 (OpenCLIP) one text_g
+            return encode_prompt(ctx, c, text_l if c.arch == "sd1" else text_g, warnings=warnings)
+
         extras = {
-            "pooled_output": pooled, "arch": clip.arch,
+            "arch": clip.arch,
             "width": int(width), "height": int(height), "crop_w": int(crop_w), "crop_h": int(crop_h),
             "target_width": int(target_width), "target_height": int(target_height),
         }
-        return with_warnings(([(embeddings, extras)],), warnings)
+        return with_warnings((clip_entries(clip, encode, extras),), warnings)
 
 
 class CLIPTextEncodeSDXLRefiner(Node):
@@ -326,10 +330,9 @@ class CLIPTextEncodeSDXLRefiner(Node):
         if not isinstance(text, str):
             raise NodeInputError("text", f"expected text, got {type(text).__name__}")
         warnings: list[str] = []
-        embeddings, pooled = encode_prompt(ctx, clip, text, warnings=warnings)
-        extras = {"pooled_output": pooled, "arch": clip.arch, "aesthetic_score": float(ascore),
-                  "width": int(width), "height": int(height)}
-        return with_warnings(([(embeddings, extras)],), warnings)
+        extras = {"arch": clip.arch, "aesthetic_score": float(ascore), "width": int(width), "height": int(height)}
+        entries = clip_entries(clip, lambda c: encode_prompt(ctx, c, text, warnings=warnings), extras)
+        return with_warnings((entries,), warnings)
 
 
 NODES = [
