@@ -254,3 +254,155 @@ def test_preview_image_through_the_server(engine):
             assert sorted(set(np.asarray(image.convert("L")).ravel().tolist())) == [0, 255]
 
     asyncio.run(asyncio.wait_for(go(), 120))
+
+
+def test_broken_v3_files_are_reported_and_the_rest_loads(lg_engine, lg_settings):
+    folder = plugins_folder(lg_settings.base_dir, "comfy_v3_partly_broken.py", "comfy_v3_bad_entrypoint.py",
+                            "comfy_v3_wrong_api.py", "comfy_v3_nodes.py")
+    engine = lg_engine(GraphTestPlugin(), plugins_dir=folder)
+    broken = engine.host.plugins["comfy_v3_partly_broken"]
+    assert sorted(broken.nodes) == ["Blocker", "HalveV1", "Negate"]
+    errors = "\n".join(broken.errors)
+    assert "'SchemaRaises': define_schema() is unusable: RuntimeError: cannot describe myself" in errors
+    assert "'SameIdTwice': define_schema() is unusable: ValueError: input ids must be unique: ['a'] repeat" in errors
+    assert "'NoExecute': no execute() class method" in errors
+    assert "'NotASchema': define_schema() is unusable: TypeError: define_schema() returned dict, not io.Schema" in errors
+    assert len(broken.errors) == 4
+    entry = engine.host.plugins["comfy_v3_bad_entrypoint"]
+    assert entry.nodes == []
+    assert entry.errors == ["register_nodes: comfy_entrypoint raised ConnectionError: could not reach the model server"]
+    wrong = engine.host.plugins["comfy_v3_wrong_api"]
+    assert wrong.nodes == [] and "No module named 'comfy_api.input_impl'" in wrong.errors[0]
+    assert engine.host.plugins["comfy_v3_nodes"].errors == []  # the good file is untouched
+
+    info = object_info(engine.registry, engine.settings)
+    assert info["Negate"]["display_name"] == "Negate (V3)" and "NegateV3" not in info
+    wf = WorkflowBuilder()
+    neg = wf.add("Negate", x=3.0)
+    wf.add("Show", value=wf.add("HalveV1", x=neg[0])[0])
+    assert engine.run(wf.to_api()).outputs["3"] == {"value": [-1.5]}
+
+    blocked = WorkflowBuilder()
+    blocked.add("Show", value=blocked.add("Blocker", x=1.0)[0])
+    failure = assert_failed(engine.run(blocked.to_api()), node_id="1", plugin="comfy_v3_partly_broken")
+    assert "Execution Blocked: x must be reviewed first" in failure.message
+
+
+def test_entrypoint_can_be_read_while_an_event_loop_runs(lg_settings):
+    """The server loads plugins from inside its loop; the async entrypoint must still run."""
+    from latentgraph.plugins.comfy_v3 import extension_nodes, install_comfy_api_alias
+    from latentgraph.plugins.host import _import_path
+
+    install_comfy_api_alias()
+    module = _import_path("v3_in_loop", plugins_folder(lg_settings.base_dir, "comfy_v3_nodes.py") / "comfy_v3_nodes.py")
+
+    async def inside_a_loop():
+        return extension_nodes(module)
+
+    try:
+        names = [cls.__name__ for cls in asyncio.run(inside_a_loop())]
+    finally:
+        sys.modules.pop("latentgraph_plugin_v3_in_loop", None)
+    assert names[:3] == ["GradientV3", "PosterizeV3", "MultiplyV3"] and len(names) == 17
+
+
+def test_comfy_api_names_one_set_of_classes_and_only_after_loading(engine):
+    import comfy_api
+    import comfy_api.v0_0_2
+    from comfy_api.latest import io, ui
+
+    from latentgraph.plugins.comfy_api.latest import io as our_io
+
+    assert comfy_api.latest.io is io is our_io and comfy_api.v0_0_2.io is io
+    assert ui.PreviewText("x").as_dict() == {"text": ("x",)}
+    # a fresh interpreter that imports latentgraph but loads no plugins folder has no comfy_api
+    import subprocess
+
+    code = "import importlib.util, latentgraph.plugins, latentgraph.plugins.comfy_v3; print(importlib.util.find_spec('comfy_api'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "None"
+
+
+# -- the io declarations, unit by unit --------------------------------------------------------------
+class Enumerated(__import__("enum").Enum):
+    small = "s"
+    large = "l"
+
+
+def test_declarations_translate_like_their_v1_forms():
+    from latentgraph.plugins.comfy_api.latest import io
+    from latentgraph.plugins.comfy_v3 import adapt_v3_class
+
+    class Everything(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(
+                node_id="Everything",
+                inputs=[
+                    io.Int.Input("seed", default=0, min=0, max=2**32, control_after_generate=True,
+                                 display_name="Seed", display_mode=io.NumberDisplay.slider),
+                    io.Float.Input("cfg", default=7.5, step=0.5, round=0.01),
+                    io.String.Input("prompt", multiline=True, placeholder="say it", default=""),
+                    io.Boolean.Input("flag", default=True, label_on="yes", label_off="no"),
+                    io.Combo.Input("size", options=Enumerated, default=Enumerated.large),
+                    io.Combo.Input("count", options=[1, 2, 4]),
+                    io.Model.Input("model", optional=True, tooltip="the model"),
+                    io.Sigmas.Input("sigmas", lazy=True),
+                    io.Custom("MY_THING").Input("thing"),
+                ],
+                outputs=[io.Latent.Output(display_name="samples"), io.Int.Output("count", is_output_list=True)],
+                hidden=[io.Hidden.unique_id, io.Hidden.dynprompt],
+            )
+
+        @classmethod
+        def execute(cls, **kwargs):
+            return io.NodeOutput(None, [])
+
+    spec = adapt_v3_class(Everything).spec
+    seed, cfg, prompt, flag, size, count, sigmas, thing, model = spec.inputs  # required first, as listed
+    assert (seed.type, seed.default, seed.min, seed.max, seed.control_after_generate) == ("INT", 0, 0, 2**32, True)
+    assert seed.editor_options == {"display_name": "Seed", "display": "slider"}
+    assert (cfg.step, cfg.editor_options) == (0.5, {"round": 0.01})
+    assert (prompt.multiline, prompt.default, prompt.editor_options) == (True, "", {"placeholder": "say it"})
+    assert (flag.default, flag.editor_options) == (True, {"label_on": "yes", "label_off": "no"})
+    assert size.resolve_choices(None, None) == ["s", "l"] and size.default == "l"
+    assert count.resolve_choices(None, None) == ["1", "2", "4"] and count.default == "1"
+    assert (model.type, model.required, model.tooltip) == ("MODEL", False, "the model")
+    assert sigmas.lazy and sigmas.type == "SIGMAS" and thing.type == "MY_THING"
+    assert [(o.type, o.name, o.is_list) for o in spec.outputs] == [("LATENT", "samples", False), ("INT", "count", True)]
+    assert (spec.category, spec.output_node, spec.deterministic, spec.input_is_list) == ("sd", False, True, False)
+    node_type = adapt_v3_class(Everything, "Renamed")
+    assert node_type.spec.name == "Renamed" and node_type.hidden_inputs == {"unique_id": "UNIQUE_ID", "dynprompt": "DYNPROMPT"}
+
+
+@pytest.mark.parametrize(
+    ("returned", "outputs", "ui", "expand"),
+    [
+        ("node_output", (1, 2), {"text": ("t",)}, None),
+        ("tuple", (1, 2), None, None),
+        ("dict", (1, 2), {"a": [1]}, None),
+        ("none", (), None, None),
+    ],
+)
+def test_what_execute_may_return(returned, outputs, ui, expand):
+    from latentgraph.plugins.comfy_adapter import to_node_result
+    from latentgraph.plugins.comfy_api.latest import io
+
+    value = {
+        "node_output": io.NodeOutput(1, 2, ui={"text": ("t",)}),
+        "tuple": (1, 2),
+        "dict": {"result": (1, 2), "ui": {"a": [1]}},
+        "none": None,
+    }[returned]
+    result = to_node_result(value, len(outputs))
+    assert (result.outputs, result.ui, result.expand) == (outputs, ui, expand)
+    with pytest.raises(TypeError, match="returned 1 value"):
+        to_node_result(io.NodeOutput(1), 2)
+
+
+def test_not_a_v3_class_is_refused():
+    from latentgraph.plugins.comfy_v3 import adapt_v3_class
+
+    with pytest.raises(RegistrationError, match="is not an io.ComfyNode class"):
+        adapt_v3_class(object, "X")
