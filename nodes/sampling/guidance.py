@@ -30,7 +30,7 @@ from torch import Tensor
 
 from latentgraph.errors import NodeInputError
 from latentgraph.nodes.components import DiffusionModel
-from latentgraph.nodes.sampling import hooks, weight_hooks
+from latentgraph.nodes.sampling import hooks, unet_inputs, weight_hooks
 from latentgraph.nodes.sampling.kit import Prediction
 from latentgraph.nodes.sampling.model_sampling import ModelSampling
 
@@ -60,6 +60,8 @@ class CondItem:
     hooks: Any = None
     #: PairConditioningSetDefaultCombine: fills only what the side's other entries leave uncovered.
     default: bool = False
+    #: Non-text UNet inputs (extra channels, unCLIP class embedding, GLIGEN): :mod:`.unet_inputs`.
+    unet_inputs: Any = None
 
     def active(self, sigma: float) -> bool:
         if self.sigma_start is not None and sigma > self.sigma_start:
@@ -118,8 +120,7 @@ def check_conditioning(name: str, conditioning: Any) -> list[tuple[Tensor, dict[
         if emb.ndim != 3:
             raise NodeInputError(name, f"embeddings must be [batch, tokens, dim], got shape {tuple(emb.shape)}")
         extras = dict(extras or {})
-        if extras.get("gligen") is not None:
-            raise NodeInputError(name, "gligen conditioning is not supported yet")
+        unet_inputs.check_extras(name, extras)
         control = extras.get("control")
         if control is not None:
             from latentgraph.nodes.control.residuals import Control
@@ -196,6 +197,7 @@ def prepare_items(
     *,
     negative: bool = False,
     guidance_w: float | None = None,
+    run: unet_inputs.RunInputs | None = None,
 ) -> list[CondItem]:
     """Check one input's CONDITIONING against the model and prepare it for a latent of this shape."""
     ms = model.model_sampling
@@ -217,7 +219,7 @@ def prepare_items(
             )
         added = None
         if getattr(config, "addition_embed_type", None) == "text_time":
-            added = _added_cond(model, name, extras, pixel_hw, negative)
+            added = _added_cond(model, name, extras, pixel_hw, negative, run)
         area = _resolve_area(extras.get("area"), dims, downscale)
         mask = extras.get("mask")
         if isinstance(mask, Tensor):
@@ -248,6 +250,7 @@ def prepare_items(
                 control=control,
                 control_to_uncond=bool(extras.get("control_apply_to_uncond", False)),
                 area_given=extras.get("area") is not None,
+                unet_inputs=unet_inputs.prepare(model, name, extras, latent_shape, downscale, run),
                 hooks=weight_hooks.cond_hooks(name, extras),
                 default="default" in extras,
             )
@@ -295,9 +298,12 @@ def lend_controls(sides: dict[str, list[CondItem]]) -> None:
             items[index] = replace(originals[index], control=control)
 
 
-def _added_cond(model: DiffusionModel, name: str, extras: Mapping[str, Any], pixel_hw: tuple[int, int], negative: bool) -> dict[str, Tensor]:
+def _added_cond(model: DiffusionModel, name: str, extras: Mapping[str, Any], pixel_hw: tuple[int, int], negative: bool,
+                run: unet_inputs.RunInputs | None = None) -> dict[str, Tensor]:
     config = model.unet.config
     pooled = extras.get("pooled_output")
+    if isinstance(pooled, Tensor) and extras.get("unclip_conditioning"):  # Revision: image embeddings replace it
+        pooled = unet_inputs.revision_pooled(name, extras, pooled.reshape(pooled.shape[0], -1).shape[-1], run)
     if not isinstance(pooled, Tensor):
         raise NodeInputError(
             name, f"the {model.arch} model needs pooled text embeddings ('pooled_output'), this "
@@ -348,7 +354,7 @@ def add_same_area_counterparts(sides: dict[str, list[CondItem]]) -> None:
                         smallest = candidate
                 if smallest is None or smallest.area == item.area:
                     continue
-                their.append(replace(item, hidden=smallest.hidden, added=smallest.added,
+                their.append(replace(item, hidden=smallest.hidden, added=smallest.added, unet_inputs=smallest.unet_inputs,
                                      timestep_cond=smallest.timestep_cond))
 
 
@@ -382,7 +388,8 @@ def apply_model(model: DiffusionModel, crops: Sequence[Tensor], sigma: Tensor, i
         timestep_cond = torch.cat([_rows(it.timestep_cond, batch) for it in items])  # type: ignore[arg-type]
     x_in = ms.calculate_input(sigma_all, x_all)
     t = ms.timestep(sigma_all).float()
-    kwargs = {"encoder_hidden_states": hidden, "added_cond_kwargs": added, "timestep_cond": timestep_cond}
+    kwargs = {"encoder_hidden_states": hidden, "added_cond_kwargs": added, "timestep_cond": timestep_cond,
+              **unet_inputs.call_kwargs(items, crops)}
     if items[0].control is not None:
         from latentgraph.nodes.control.residuals import control_residuals
 
@@ -391,7 +398,7 @@ def apply_model(model: DiffusionModel, crops: Sequence[Tensor], sigma: Tensor, i
             kwargs.update(residuals.unet_kwargs(model.dtype))
 
     def call(x: Tensor, timestep: Tensor, **kw: Any) -> Tensor:
-        return model.unet(x, timestep, return_dict=False, **kw)[0]
+        return unet_inputs.unet_call(model, x, timestep, **kw)
 
     for wrap in reversed(hooks.hooks(model, hooks.UNET_WRAPPER)):
         call = _wrapped(wrap, call, sigma_all, cond_or_uncond)
@@ -452,7 +459,7 @@ def calc_cond_batch(model: DiffusionModel, sides: Sequence[Sequence[CondItem] | 
 def _group(groups: dict[tuple, list], side: int, item: CondItem, crop: Tensor, mult: Tensor,
            area: tuple[int, int, int, int] | None) -> None:
     key = (tuple(crop.shape), item.added is None, item.timestep_cond is None, id(item.control),
-           item.hooks.key if item.hooks is not None else None)
+           *unet_inputs.group_key(item.unet_inputs), item.hooks.key if item.hooks is not None else None)
     groups.setdefault(key, []).append((side, item, crop, mult, area))
 
 
@@ -533,7 +540,11 @@ class Guider:
     #: Names of conditionings to prepare as negatives (SDXL refiner aesthetic score default).
     negatives: frozenset[str] = frozenset({"negative"})
 
-    def bind(self, latent_shape: Sequence[int], downscale: int) -> BoundGuider:
+    def bind(self, latent_shape: Sequence[int], downscale: int, *, seed: int | None = None,
+             latent: Tensor | None = None, noise_mask: Tensor | None = None) -> BoundGuider:
+        """``seed`` (unCLIP noise), ``latent`` (in the model's space) and ``noise_mask`` (the
+        LATENT's) are what inpainting and unCLIP models read besides the conditionings."""
+        run = unet_inputs.RunInputs(seed=seed, latent=latent, noise_mask=noise_mask)
         config = self.model.unet.config
         rule = self.rule
         if isinstance(rule, CFG) and self.model.options.get("disable_cfg1_optimization"):
@@ -550,9 +561,10 @@ class Guider:
                     raise NodeInputError(name, "is missing: this guider needs it")
                 continue
             prepared[name] = prepare_items(self.model, name, self.conds[name], latent_shape, downscale,
-                                           negative=name in self.negatives, guidance_w=guidance_w)
+                                           negative=name in self.negatives, guidance_w=guidance_w, run=run)
         add_same_area_counterparts(prepared)
         lend_controls(prepared)
+        unet_inputs.lend_gligen(prepared)
         sides = [prepared.get(name) if wanted else None for name, wanted in zip(rule.names, rule.needed())]
         weights = weight_hooks.WeightRun(self.model) if any(it.hooks is not None for side in sides for it in side or ()) else None
         return BoundGuider(self.model, rule, sides, weights=weights)

@@ -53,10 +53,12 @@ def input_latent(model: DiffusionModel, latent: Any, name: str) -> tuple[torch.T
     """The LATENT's samples for this model (an EmptyLatent is built for it), and its downscale."""
     downscale, channels = model_latent_format(model)
     samples = latent_samples(latent, downscale, channels, name)
-    if samples.shape[1] != model.in_channels:
+    from latentgraph.nodes.sampling.unet_inputs import latent_channels
+
+    if samples.shape[1] != latent_channels(model):  # inpainting / instruct-pix2pix UNets take more, as conditioning
         raise NodeInputError(
-            name, f"latent has {samples.shape[1]} channels but the model ({model.arch}) takes "
-            f"{model.in_channels}: it was made for another model"
+            name, f"latent has {samples.shape[1]} channels but the model ({model.arch}) works on "
+            f"{latent_channels(model)}: it was made for another model"
         )
     return samples, downscale
 

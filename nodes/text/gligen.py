@@ -7,10 +7,9 @@ as ComfyUI picks them: 8 for 768-wide phrase features, else 64-wide heads). The 
 ComfyUI's data into each conditioning entry: ``gligen = ("position", GLIGEN, [(pooled phrase
 embedding [1, D], height//8, width//8, y//8, x//8), …])`` (boxes append).
 
-Not applied while sampling yet: it needs a gated self-attention step inserted after each UNet
-transformer block's self-attention (diffusers does this only for UNets built with
-``attention_type="gated"``, fed through ``cross_attention_kwargs["gligen"]``), which the sampler's
-UNet call does not pass. See the engineer's report for the change.
+While sampling, the layers are attached to the UNet's transformer blocks (matched by their
+original block names) for the calls of the entries that carry boxes, and fed through diffusers'
+``cross_attention_kwargs["gligen"]``: see :mod:`latentgraph.nodes.sampling.unet_inputs`.
 """
 
 from __future__ import annotations
@@ -87,7 +86,7 @@ class GLIGENLoader(Node):
         name="GLIGENLoader",
         display_name="GLIGENLoader",
         category="loaders",
-        description="Loads a GLIGEN box-grounding model from models/gligen (data only: not applied while sampling yet).",
+        description="Loads a GLIGEN box-grounding model from models/gligen.",
         inputs=(In("gligen_name", "COMBO", choices=_choices),),
         outputs=(Out(GLIGEN),),
     )

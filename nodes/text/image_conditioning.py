@@ -6,12 +6,14 @@ Both only put data into the conditioning entries' extras, in ComfyUI's keys:
   (appended; strength 0 leaves the conditioning as it is). An unCLIP UNet (SD2.1-unclip:
   diffusers' ``class_embed_type="projection"``) takes it as ``class_labels``: the image embeds,
   noise-augmented to level ``round((max_noise_level − 1) · noise_augmentation)``, times
-  ``strength``, summed over the list, concatenated with the noise level's embedding. Feeding that
-  to the UNet is the sampler's job (see docs: not wired yet — the guidance call passes no
-  ``class_labels``).
+  ``strength``, summed over the list, concatenated with the noise level's embedding; the sampler
+  feeds that as ``class_labels`` (:mod:`latentgraph.nodes.sampling.unet_inputs`).
 * ``concat_latent_image``: the unscaled VAE latent of the pictures (cropped to the VAE's scale),
-  which an 8-channel instruct-pix2pix UNet reads concatenated to its input; the LATENT output is
-  zeros of that shape (the starting point, as ComfyUI returns).
+  which an 8-channel instruct-pix2pix UNet reads concatenated to its input (a 4-channel UNet
+  refuses it); the LATENT output is zeros of that shape (the starting point, as ComfyUI returns).
+  ComfyUI's plain CFG over both outputs is the three-way instruct-pix2pix guidance with image
+  guidance 1; DualCFGGuider(cond1=positive, cond2=negative, negative=the negative without the
+  picture) gives any image guidance (``cfg_cond2_negative``).
 """
 
 from __future__ import annotations
