@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -32,3 +32,14 @@ def pick_dtype(device: torch.device, preference: str = "auto") -> torch.dtype:
         except KeyError:
             raise ValueError(f"unknown dtype {preference!r}; use one of {sorted(_DTYPES)}") from None
     return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+
+
+def weights_device(settings: Any) -> torch.device:
+    """Where a loader should put new weights: the offload device when a device budget is set (the
+    engine's model memory copies them to the compute device when a node runs them, so a load never
+    needs room on the device), else the compute device."""
+    import torch
+
+    if getattr(settings, "device_budget", None) is not None:
+        return torch.device(settings.offload_device)
+    return pick_device(settings.device)

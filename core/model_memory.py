@@ -107,6 +107,7 @@ class ModelMemory:
         self.budget = None if budget_bytes is None else int(budget_bytes)
         self.active = self.budget is not None
         self.device, self.offload_device = device, offload_device
+        self._nothing = contextlib.nullcontext()  # what use() returns when inactive: no work at all
         if self.active:  # an inactive manager never imports torch
             import torch
 
@@ -135,12 +136,12 @@ class ModelMemory:
         return cls(pick_device(settings.device), settings.device_budget, settings.offload_device)
 
     # -- what nodes call ------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def use(self, *modules: Any) -> Iterator[None]:
+    def use(self, *modules: Any) -> contextlib.AbstractContextManager[None]:
         """Run ``modules`` (``torch.nn.Module``; None is skipped) on the compute device inside the block."""
-        if not self.active:
-            yield
-            return
+        return self._use(modules) if self.active else self._nothing
+
+    @contextlib.contextmanager
+    def _use(self, modules: tuple[Any, ...]) -> Iterator[None]:
         with self._lock:
             models = list({id(m): self._register(m) for m in modules if m is not None}.values())
             stamp = next(self._clock)

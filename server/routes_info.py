@@ -174,17 +174,18 @@ async def features(request: web.Request) -> web.Response:
 
 
 async def free(request: web.Request) -> web.Response:
-    """``{unload_models, free_memory}``: models back to the offload device, every cached result
-    (models included) dropped; the answer says how many device bytes the models gave back."""
+    """As ComfyUI: ``unload_models`` moves every model not in use back to the offload device (the
+    cache keeps them); ``free_memory`` does that and drops every cached result, models included.
+    The answer says how many device bytes the models gave back."""
     state = state_of(request)
     body = await parse_body(request, FreeRequest)
-    freed, offloaded = False, 0
-    if body.unload_models or body.free_memory:
-        offloaded = await asyncio.to_thread(state.engine.memory.offload_all)
+    if not (body.unload_models or body.free_memory):
+        return json_response({"freed": False})
+    offloaded = await asyncio.to_thread(state.engine.memory.offload_all)
+    if body.free_memory:
         state.engine.cache.clear()
-        await asyncio.to_thread(_release_memory)
-        freed = True
-    return json_response({"freed": freed, "offloaded_bytes": offloaded})
+    await asyncio.to_thread(_release_memory)
+    return json_response({"freed": True, "offloaded_bytes": offloaded})
 
 
 def _release_memory() -> None:

@@ -206,9 +206,16 @@ def test_free_and_system_stats_report_and_offload_models(data_dir):
             assert {"UNet2DConditionModel", "AutoencoderKL", "CLIPTextModel"} <= names
             resident = models["resident"]
             assert 0 < resident <= models["budget"] and resident == sum(m["resident"] for m in models["models"])
+            entries = stats["cache"]["entries"]
+            # unload_models (as ComfyUI): the models leave the device, the cache keeps them.
             status, body = await client.post("/free", {"unload_models": True})
             assert status == 200 and body == {"freed": True, "offloaded_bytes": resident}
             status, stats = await client.get("/system_stats")
-            assert stats["devices"][0]["models"]["resident"] == 0
+            assert stats["devices"][0]["models"]["resident"] == 0 and stats["cache"]["entries"] == entries > 0
+            # free_memory: the cache is dropped too, and the manager forgets the models with it.
+            status, body = await client.post("/free", {"free_memory": True})
+            assert status == 200 and body == {"freed": True, "offloaded_bytes": 0}
+            status, stats = await client.get("/system_stats")
+            assert stats["cache"]["entries"] == 0 and stats["devices"][0]["models"]["models"] == []
 
     run(go())

@@ -138,7 +138,7 @@ class ForwardProcessStrip(Node):
         else:
             if not isinstance(image, torch.Tensor) or image.ndim != 4:
                 raise NodeInputError("image", "expected an IMAGE tensor [batch, height, width, channels]")
-            z, downscale = encode_images(vae, image), vae.downscale_factor
+            z, downscale = encode_images(vae, image, ctx.memory), vae.downscale_factor
         z = z[:1].float()
         ms = model.model_sampling
         steps = parse_timesteps(timesteps, ms.num_timesteps, frames)
@@ -155,7 +155,7 @@ class ForwardProcessStrip(Node):
             labels.append("naive loop")
         pictures = []
         for row in rows:
-            decoded = decode_latents(vae, torch.cat([x for x in row if x is not None]))
+            decoded = decode_latents(vae, torch.cat([x for x in row if x is not None]), ctx.memory)
             it = iter(decoded)
             pictures.append([None if x is None else zoom_array(next(it), int(zoom)) for x in row])
         captions = [[("x₀", "ᾱ=1")] + [(f"t={f.t}", f"ᾱ={f.alpha_bar:.4f}") for f in forward]]

@@ -130,7 +130,8 @@ class KSamplerTrace(Node):
         trace = Trace(int(every))
         out = ksampler(ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                        latent_image, denoise=float(denoise), trace=trace.record)
-        picture = draw_trace(model, vae, trace, out["samples"][:1], decode, int(zoom))
+        with ctx.memory.use(getattr(vae, "vae", None)):
+            picture = draw_trace(model, vae, trace, out["samples"][:1], decode, int(zoom))
         return (out, picture)
 
 
@@ -159,7 +160,8 @@ class SamplerCustomAdvancedTrace(Node):
             raise NodeInputError("sampler", "expected a SAMPLER")
         trace = Trace(int(every))
         out, denoised = run_guided(ctx, guider, sampler, sigmas, noise, latent_image, trace=trace.record)
-        picture = draw_trace(guider.model, vae, trace, out["samples"][:1], decode, int(zoom))
+        with ctx.memory.use(getattr(vae, "vae", None)):
+            picture = draw_trace(guider.model, vae, trace, out["samples"][:1], decode, int(zoom))
         return (out, denoised, picture)
 
 

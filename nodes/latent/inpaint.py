@@ -130,7 +130,7 @@ class VAEEncodeForInpaint(Node):
         f = vae.downscale_factor
         pixels, mask = crop_to_scale(pixels, fit_mask(mask, pixels.shape[1], pixels.shape[2]), f)
         noise_mask = grow_mask(mask, int(grow_mask_by))
-        samples = encode_images(vae, grey_out(pixels, mask))
+        samples = encode_images(vae, grey_out(pixels, mask), ctx.memory)
         return ({"samples": samples, NOISE_MASK_KEY: noise_mask, DOWNSCALE_KEY: f},)
 
 

@@ -142,7 +142,8 @@ class VAEEncodeTiled(Node):
             raise NodeInputError("pixels", "expected an IMAGE tensor [batch, height, width, channels]")
         if int(tile_size) < 1:
             raise NodeInputError("tile_size", f"must be positive, got {tile_size}")
-        samples = encode_tiled(vae, pixels, int(tile_size), max(0, int(overlap)))
+        with ctx.memory.use(vae.vae):
+            samples = encode_tiled(vae, pixels, int(tile_size), max(0, int(overlap)))
         return ({"samples": samples, DOWNSCALE_KEY: vae.downscale_factor},)
 
 
@@ -169,7 +170,8 @@ class VAEDecodeTiled(Node):
                                  "it was made for another model")
         f = vae.downscale_factor
         tile = max(1, int(tile_size) // f)
-        return (decode_tiled(vae, latents, tile, max(0, int(overlap)) // f),)
+        with ctx.memory.use(vae.vae):
+            return (decode_tiled(vae, latents, tile, max(0, int(overlap)) // f),)
 
 
 NODES = [VAEEncodeTiled, VAEDecodeTiled]
