@@ -48,33 +48,51 @@ def test_extension_registers_every_node_of_its_list(engine):
     assert "RGB_TRIPLE" in engine.registry.types  # io.Custom("RGB_TRIPLE") became a connection type
 
 
+#: ComfyUI 0.8.0's /object_info entry for GradientV3 (recorded with its own comfy_api from the
+#: same define_schema; python_module is set by its custom-node loader).
+COMFYUI_GRADIENT_V3 = {
+    "input": {
+        "required": {
+            "width": ["INT", {"default": 64, "min": 8, "max": 4096}],
+            "height": ["INT", {"default": 64, "min": 8, "max": 4096}],
+            "direction": ["COMBO", {"multiselect": False, "options": ["horizontal", "vertical"]}],
+            "invert": ["BOOLEAN", {"default": False}],
+        },
+        "optional": {"gamma": ["FLOAT", {"default": 1.0, "min": 0.1, "max": 10.0, "step": 0.1}]},
+    },
+    "input_order": {"required": ["width", "height", "direction", "invert"], "optional": ["gamma"]},
+    "output": ["IMAGE", "MASK"], "output_is_list": [False, False], "output_name": ["image", "mask"],
+    "name": "GradientV3", "display_name": "Gradient (V3)", "description": "A grey ramp and the same ramp as a mask.",
+    "category": "image/generate", "output_node": False,
+}
+
+
 def test_object_info_looks_like_comfyuis_for_the_same_node(engine):
     info = object_info(engine.registry, engine.settings)
     grad = info["GradientV3"]
-    # what ComfyUI 0.8.0 lists for this schema (its V1 view of a V3 node), ours after it
-    assert grad["input"]["required"]["width"] == ["INT", {"default": 64, "min": 8, "max": 4096}]
-    assert grad["input"]["required"]["direction"][0] == ["horizontal", "vertical"]
-    assert grad["input"]["required"]["invert"] == ["BOOLEAN", {"default": False}]
-    assert grad["input"]["optional"]["gamma"] == ["FLOAT", {"default": 1.0, "min": 0.1, "max": 10.0, "step": 0.1}]
-    assert grad["input_order"] == {"required": ["width", "height", "direction", "invert"], "optional": ["gamma"]}
-    assert (grad["output"], grad["output_name"], grad["output_is_list"]) == (["IMAGE", "MASK"], ["image", "mask"], [False, False])
-    assert (grad["display_name"], grad["category"]) == ("Gradient (V3)", "image/generate")
-    assert grad["description"] == "A grey ramp and the same ramp as a mask."
-    assert grad["python_module"] == "custom_nodes.comfy_v3_nodes" and grad["output_node"] is False
-    # an unnamed output is named by its type; list outputs and output nodes are flagged
+    ours, theirs = grad["input"], COMFYUI_GRADIENT_V3["input"]
+    for section in ("required", "optional"):
+        assert list(ours[section]) == list(theirs[section])
+        for name, (kind, options) in theirs[section].items():
+            if kind == "COMBO":  # we list choices V1-style, [choices, {}]; the editor reads both forms
+                assert ours[section][name][0] == options["options"]
+            else:
+                assert ours[section][name] == [kind, options]
+    for key in ("input_order", "output", "output_is_list", "output_name", "name", "display_name", "description",
+                "category", "output_node"):
+        assert grad[key] == COMFYUI_GRADIENT_V3[key], key
+    assert grad["python_module"] == "custom_nodes.comfy_v3_nodes"
+    # recorded the same way: an unnamed output is named by its type, list outputs and output
+    # nodes are flagged, force_input/lazy/tooltip are options
     assert info["PosterizeV3"]["output_name"] == ["IMAGE"]
-    assert info["PosterizeV3"]["display_name"] == "PosterizeV3"
     assert info["SplitWords"]["output_is_list"] == [True]
     assert info["ShowTextV3"]["output_node"] is True
-    assert info["ShowTextV3"]["input"]["required"]["text"] == ["STRING", {"forceInput": True}]
+    assert info["ShowTextV3"]["input"]["required"]["text"][1]["forceInput"] is True
     assert info["LazySwitchV3"]["input"]["required"]["on_true"] == ["*", {"lazy": True}]
-    assert info["PosterizeV3"]["input"]["required"]["levels"][1]["tooltip"] == "levels per channel"
+    assert info["PosterizeV3"]["input"]["required"]["levels"] == [
+        "INT", {"tooltip": "levels per channel", "default": 4, "min": 2, "max": 256, "step": 1}]
     # hidden values are not inputs
     assert list(info["WhoAmIV3"]["input"]["required"]) == ["label"]
-
-
-def run_pair(engine, v1: dict, v3: dict):
-    return engine.run(v1), engine.run(v3)
 
 
 def test_v3_twins_give_the_same_images_as_their_v1_twins(engine, lg_settings):
@@ -406,3 +424,53 @@ def test_not_a_v3_class_is_refused():
 
     with pytest.raises(RegistrationError, match="is not an io.ComfyNode class"):
         adapt_v3_class(object, "X")
+
+
+def test_mask_preview_and_multi_combo_in_a_plugin_object(lg_engine, lg_settings):
+    """V3 classes adapted by hand and registered by a plugin object (no file needed)."""
+    from latentgraph import hookimpl
+    from latentgraph.plugins.comfy_api.latest import io, ui
+    from latentgraph.plugins.comfy_v3 import adapt_v3_class
+
+    class MaskPreview(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="HalfMaskPreview", is_output_node=True, inputs=[io.Int.Input("size", default=4)])
+
+        @classmethod
+        def execute(cls, size):
+            mask = torch.zeros(1, size, size)
+            mask[:, :, size // 2:] = 1.0
+            return io.NodeOutput(ui=ui.PreviewMask(mask))
+
+    class Tags(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="Tags", inputs=[io.MultiCombo.Input("tags", options=["a", "b", "c"])],
+                             outputs=[io.String.Output()])
+
+        @classmethod
+        def execute(cls, tags):
+            return io.NodeOutput(",".join(tags) if isinstance(tags, list) else tags)
+
+    class Pack:
+        @hookimpl
+        def register_nodes(self):
+            return [adapt_v3_class(MaskPreview), adapt_v3_class(Tags)]
+
+    engine = lg_engine(GraphTestPlugin(), Pack())
+    wf = WorkflowBuilder()
+    wf.add("HalfMaskPreview", size=6)
+    result = engine.run(wf.to_api())
+    assert result.outputs["1"]["animated"] == [False]
+    [image] = output_images(result, lg_settings)
+    grey = np.asarray(image.convert("L"))
+    assert grey.shape == (6, 6) and grey[:, :3].max() == 0 and grey[:, 3:].min() == 255
+
+    # one choice passes; a list (MultiCombo's real value) is refused by our one-value COMBO (docs)
+    wf = WorkflowBuilder()
+    wf.add("Show", value=wf.add("Tags", tags="b")[0])
+    assert engine.run(wf.to_api()).outputs["2"] == {"value": ["b"]}
+    wf.set("1", tags=["a", "c"])
+    with pytest.raises(WorkflowInvalid, match="tags"):
+        engine.run(wf.to_api())
