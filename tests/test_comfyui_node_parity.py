@@ -49,6 +49,7 @@ XFAIL: dict[str, str] = {
     "ImageScaleBy/bicubic/1.5": _BICUBIC,
     "ImageScaleBy/lanczos/0.45": _LANCZOS,
     "ImageScaleBy/lanczos/1.5": _LANCZOS,
+    "ImageStitch/right_spacing": "match_image_size resizes image2 with lanczos: " + _LANCZOS,
     "LatentUpscale/bislerp_center": "ComfyUI's LatentUpscale raises width and height to at least 64 px "
                                     "(max(64, ·)); latentgraph's (nodes/latents.py) keeps 40 px: 5 rows vs 8",
     "LatentUpscaleBy/bislerp/0.6": "nodes/latents.py's bislerp differs by 1.1e-6 relative (bar 1e-6): float32 "

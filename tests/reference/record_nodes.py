@@ -98,6 +98,8 @@ def inputs() -> dict[str, torch.Tensor]:
         "latent_small": seeded((1, 4, 5, 4), 7, -2.0, 2.0),
         "latent_one": seeded((1, 4, 8, 6), 9, -2.0, 2.0),
         "latent_one_b": seeded((1, 4, 8, 6), 10, -2.0, 2.0),
+        "latent_big": seeded((1, 4, 10, 12), 11, -2.0, 2.0),
+        "noise_mask_a": smooth_mask(2, 10, 12).unsqueeze(1),  # SetLatentNoiseMask's [B, 1, H, W]
         "latent_mask": smooth_mask(1, 64, 48),
         "emb_A": embedding("A", 3),
         "emb_B": embedding("B", 5),
@@ -134,8 +136,9 @@ def cond(*items):
     return {"conditioning": out}
 
 
-def call(node, index=0, **args):
-    return {"call": node, "args": args, "index": index}
+def call(node, out=0, **args):
+    """A node call; ``out`` picks the output (``index`` is an input name of some nodes)."""
+    return {"call": node, "args": args, "index": out}
 
 
 MODEL = {"model": "fake_sd1"}
@@ -230,6 +233,71 @@ def tensor_cases() -> list[tuple[str, dict]]:
     c.append(("ConditioningSetMask", call("ConditioningSetMask", conditioning=P, mask=T("mask_b"),
                                           set_cond_area="mask bounds", strength=0.7)))
     c.append(("ConditioningSetTimestepRange", call("ConditioningSetTimestepRange", conditioning=P, start=0.2, end=0.7)))
+    c.append(("ConditioningSetAreaStrength", call("ConditioningSetAreaStrength", conditioning=P, strength=1.7)))
+    c.append(("ConditioningCombine", call("ConditioningCombine", conditioning_1=P, conditioning_2=cond("emb_B"))))
+    c.extend(more_tensor_cases())
+    return c
+
+
+def more_tensor_cases() -> list[tuple[str, dict]]:
+    """Batch, crop/flip/rotate, alpha, stitching, fitting, latent operations, noise, quantize."""
+    c: list[tuple[str, dict]] = []
+    A, la = T("image_a"), L(T("latent_a"))
+    masked = L(T("latent_a"), noise_mask=T("noise_mask_a"), batch_index=[2, 5])
+    c.append(("LatentFromBatch", call("LatentFromBatch", samples=masked, batch_index=1, length=1)))
+    c.append(("LatentFromBatch/past_end", call("LatentFromBatch", samples=la, batch_index=5, length=3)))
+    c.append(("RepeatLatentBatch", call("RepeatLatentBatch", samples=masked, amount=3)))
+    c.append(("LatentBatch/resized", call("LatentBatch", samples1=la, samples2=L(T("latent_small")))))
+    # ≥ 8 cells: ComfyUI pulls x, y back to keep 64 px (on smaller latents it returns an empty one)
+    big = L(T("latent_big"))
+    c.append(("LatentCrop", call("LatentCrop", samples=big, x=8, y=16, width=24, height=32)))
+    c.append(("LatentCrop/pulled_back", call("LatentCrop", samples=big, x=56, y=40, width=64, height=64)))
+    c.append(("LatentFlip/x", call("LatentFlip", samples=la, flip_method="x-axis: vertically")))
+    c.append(("LatentFlip/y", call("LatentFlip", samples=la, flip_method="y-axis: horizontally")))
+    c.append(("LatentRotate/90", call("LatentRotate", samples=la, rotation="90 degrees")))
+    c.append(("LatentRotate/270", call("LatentRotate", samples=la, rotation="270 degrees")))
+    c.append(("LatentCut/x", call("LatentCut", samples=la, dim="x", index=1, amount=3)))
+    c.append(("LatentCut/y_negative", call("LatentCut", samples=la, dim="y", index=-3, amount=2)))
+    c.append(("LatentConcat/x", call("LatentConcat", samples1=la, samples2=L(T("latent_b")), dim="x")))
+    c.append(("LatentConcat/-y", call("LatentConcat", samples1=la, samples2=L(T("latent_b")), dim="-y")))
+    sharpen = call("LatentOperationSharpen", sharpen_radius=2, sigma=0.8, alpha=0.3)
+    tonemap = call("LatentOperationTonemapReinhard", multiplier=0.6)
+    c.append(("LatentApplyOperation/sharpen", call("LatentApplyOperation", samples=la, operation=sharpen)))
+    c.append(("LatentApplyOperation/tonemap", call("LatentApplyOperation", samples=la, operation=tonemap)))
+    c.append(("ImageCrop", call("ImageCrop", image=A, x=3, y=2, width=6, height=20)))
+    c.append(("ImageFlip", call("ImageFlip", image=A, flip_method="y-axis: horizontally")))
+    c.append(("ImageRotate/90", call("ImageRotate", image=A, rotation="90 degrees")))
+    c.append(("ImageBatch/resized", call("ImageBatch", image1=A, image2=T("image_small"))))
+    c.append(("ImageFromBatch", call("ImageFromBatch", image=A, batch_index=1, length=4)))
+    c.append(("RepeatImageBatch", call("RepeatImageBatch", image=T("image_small"), amount=3)))
+    c.append(("JoinImageWithAlpha", call("JoinImageWithAlpha", image=A, alpha=T("mask_a"))))
+    c.append(("SplitImageWithAlpha/image", call("SplitImageWithAlpha", image=T("image_rgba"))))
+    c.append(("SplitImageWithAlpha/mask", call("SplitImageWithAlpha", out=1, image=T("image_rgba"))))
+    for mode in ("SRC_OVER", "DST_IN", "XOR", "MULTIPLY", "OVERLAY", "ADD"):
+        c.append((f"PorterDuffImageComposite/{mode}", call(
+            "PorterDuffImageComposite", source=A, source_alpha=T("mask_a"), destination=T("image_b"),
+            destination_alpha=T("mask_one"), mode=mode)))
+    c.append(("PorterDuffImageComposite/alpha", call(
+        "PorterDuffImageComposite", out=1, source=A, source_alpha=T("mask_a"), destination=T("image_b"),
+        destination_alpha=T("mask_one"), mode="SRC_ATOP")))
+    c.append(("ImageStitch/right_spacing", call("ImageStitch", image1=A, image2=T("image_small"), direction="right",
+                                                match_image_size=True, spacing_width=2, spacing_color="red")))
+    c.append(("ImageStitch/down_no_match", call("ImageStitch", image1=A, image2=T("image_small"), direction="down",
+                                                 match_image_size=False, spacing_width=0, spacing_color="white")))
+    c.append(("ResizeAndPadImage/area", call("ResizeAndPadImage", image=A, target_width=16, target_height=16,
+                                             padding_color="white", interpolation="area")))
+    c.append(("ResizeAndPadImage/bilinear", call("ResizeAndPadImage", image=A, target_width=9, target_height=14,
+                                                 padding_color="black", interpolation="bilinear")))
+    c.append(("ImageScaleToTotalPixels", call("ImageScaleToTotalPixels", image=A, upscale_method="bilinear",
+                                              megapixels=0.0003, resolution_steps=1)))
+    c.append(("ImageScaleToMaxDimension", call("ImageScaleToMaxDimension", image=A, upscale_method="area",
+                                               largest_size=7)))
+    c.append(("ImageAddNoise", call("ImageAddNoise", image=A, seed=3, strength=0.2)))
+    for dither in ("none", "floyd-steinberg", "bayer-4"):
+        c.append((f"ImageQuantize/{dither}", call("ImageQuantize", image=A, colors=5, dither=dither)))
+    for op in ("erode", "dilate", "gradient", "top_hat"):
+        c.append((f"Morphology/{op}", call("Morphology", image=A, operation=op, kernel_size=3)))
+    c.append(("EmptyImage", call("EmptyImage", width=5, height=3, batch_size=2, color=0x3366CC)))
     return c
 
 
@@ -263,15 +331,15 @@ def sampling_cases() -> list[tuple[str, dict]]:
     c.append(("KSamplerAdvanced/start_past_end", ksa(image, "enable", 9, 10000, "disable")))
 
     sig8 = call("BasicScheduler", model=MODEL, scheduler="normal", steps=8, denoise=1.0)
-    low = call("SplitSigmas", index=1, sigmas=sig8, step=3)
-    high = call("SplitSigmas", index=0, sigmas=sig8, step=3)
+    low = call("SplitSigmas", out=1, sigmas=sig8, step=3)
+    high = call("SplitSigmas", out=0, sigmas=sig8, step=3)
     euler = call("KSamplerSelect", sampler_name="euler")
     noise = call("RandomNoise", noise_seed=11)
     no_noise = call("DisableNoise")
     cfg_guider = call("CFGGuider", model=MODEL, positive=pos, negative=neg, cfg=3.0)
 
-    def sca(noise_, guider, sampler, sigmas, latent, index=0):
-        return call("SamplerCustomAdvanced", index=index, noise=noise_, guider=guider, sampler=sampler, sigmas=sigmas,
+    def sca(noise_, guider, sampler, sigmas, latent, out=0):
+        return call("SamplerCustomAdvanced", out=out, noise=noise_, guider=guider, sampler=sampler, sigmas=sigmas,
                     latent_image=latent)
 
     added = call("AddNoise", model=MODEL, noise=noise, sigmas=low, latent_image=image)
@@ -281,8 +349,9 @@ def sampling_cases() -> list[tuple[str, dict]]:
     c.append(("AddNoise/then_sample", sca(no_noise, cfg_guider, euler, low, added)))
     c.append(("SamplerCustomAdvanced/two_stage",
               sca(no_noise, cfg_guider, euler, low, sca(noise, cfg_guider, euler, high, empty))))
+    # denoised_output differs from output only when the run stops above σ = 0 (high: 3 of 8 steps)
     c.append(("SamplerCustomAdvanced/denoised_output", sca(noise, cfg_guider, call("KSamplerSelect",
-              sampler_name="dpmpp_2m"), sig8, empty, index=1)))
+              sampler_name="dpmpp_2m"), high, empty, out=1)))
 
     cond2 = cond("emb_B")
     for style, c1, c2 in (("regular", 2.5, 4.0), ("nested", 2.5, 4.0), ("regular", 3.0, 1.0), ("regular", 1.0, 1.0)):
@@ -324,6 +393,38 @@ def sampling_cases() -> list[tuple[str, dict]]:
     c.append(("Conditioning/average", ks(empty, positive=call("ConditioningAverage", conditioning_to=A,
                                                               conditioning_from=B, conditioning_to_strength=0.3))))
     c.append(("Conditioning/zero_out_negative", ks(empty, negative=call("ConditioningZeroOut", conditioning=N))))
+
+    # latents carrying a noise mask or batch indices into a sampler; cfg 1; SamplerCustom
+    inpaint = call("SetLatentNoiseMask", samples=image, mask=T("latent_mask"))
+    c.append(("Inpaint/euler", ks(inpaint, denoise=0.8)))
+    c.append(("Inpaint/dpmpp_2m_sde", ks(inpaint, "dpmpp_2m_sde", "karras", denoise=0.8)))
+    c.append(("Inpaint/small_mask_ancestral", ks(call("SetLatentNoiseMask", samples=image, mask=T("mask_b")),
+                                                 "euler_ancestral", denoise=0.7)))
+    four = call("EmptyLatentImage", width=48, height=64, batch_size=4)
+    c.append(("BatchIndex/from_batch", ks(call("LatentFromBatch", samples=four, batch_index=2, length=2),
+                                          "euler_ancestral")))
+    c.append(("BatchIndex/fixed_seed", ks(call("LatentBatchSeedBehavior", seed_behavior="fixed",
+                                               samples=call("LatentFromBatch", samples=four, batch_index=1, length=3)))))
+    c.append(("BatchIndex/repeat", ks(call("RepeatLatentBatch", amount=2, samples=call(
+        "LatentFromBatch", samples=four, batch_index=3, length=1)), "euler_ancestral")))
+    c.append(("KSampler/cfg1", ks(empty, cfg=1.0)))
+    c.append(("KSampler/denoise_0", ks(image, denoise=0.0)))
+    c.append(("SamplerCustom/add_noise", call("SamplerCustom", model=MODEL, add_noise=True, noise_seed=5, cfg=2.5,
+                                              positive=pos, negative=neg, sampler=euler, sigmas=sig8, latent_image=empty)))
+    c.append(("SamplerCustom/no_noise_denoised", call("SamplerCustom", out=1, model=MODEL, add_noise=False,
+                                                      noise_seed=5, cfg=2.5, positive=pos, negative=neg,
+                                                      sampler=euler, sigmas=high, latent_image=image)))
+    split = call("SplitSigmasDenoise", out=1, sigmas=sig8, denoise=0.4)
+    c.append(("SplitSigmasDenoise/sample", sca(noise, cfg_guider, euler, split, image)))
+    # model patches that act during sampling
+    dd = call("DifferentialDiffusion", model=MODEL)
+    c.append(("DifferentialDiffusion", call("KSampler", model=dd, seed=7, steps=6, cfg=3.0, sampler_name="euler",
+                                            scheduler="normal", positive=pos, negative=neg, latent_image=inpaint,
+                                            denoise=0.9)))
+    op_cfg = call("LatentApplyOperationCFG", model=MODEL, operation=call("LatentOperationTonemapReinhard", multiplier=0.5))
+    c.append(("LatentApplyOperationCFG", call("KSampler", model=op_cfg, seed=7, steps=6, cfg=3.0, sampler_name="euler",
+                                              scheduler="normal", positive=pos, negative=neg, latent_image=empty,
+                                              denoise=1.0)))
     return c
 
 
