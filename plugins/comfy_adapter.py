@@ -1,9 +1,10 @@
-"""Runs ComfyUI custom-node modules (``NODE_CLASS_MAPPINGS``) as latentgraph nodes.
+"""Runs ComfyUI custom-node modules (``NODE_CLASS_MAPPINGS`` / ``comfy_entrypoint``) as latentgraph nodes.
 
-A ComfyUI node class declares itself with class attributes (``INPUT_TYPES``, ``RETURN_TYPES``,
-``FUNCTION`` …). :func:`adapt_comfy_class` reads them once and builds an ordinary
-:class:`~latentgraph.Node` subclass around the class, so validation, caching, ``/object_info`` and
-error reporting treat it like any other node. Values already have ComfyUI's shapes (IMAGE
+A V1 node class declares itself with class attributes (``INPUT_TYPES``, ``RETURN_TYPES``,
+``FUNCTION`` …); :func:`adapt_comfy_class` reads them into a :class:`ComfyDeclaration`, as the V3
+reader (:mod:`latentgraph.plugins.comfy_v3`) does from ``define_schema()``, and
+:func:`build_node_type` makes an ordinary :class:`~latentgraph.Node` subclass of either, so
+validation, caching, ``/object_info`` and error reporting treat it like any other node. Values already have ComfyUI's shapes (IMAGE
 ``[B,H,W,C]`` float, LATENT ``{"samples": tensor}``, CONDITIONING ``[(emb, extras)]``); MODEL, CLIP
 and VAE are latentgraph's own objects, and ``comfy.*`` modules do not exist here.
 What is and is not supported is listed in docs/plugins.md ("ComfyUI custom nodes").

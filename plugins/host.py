@@ -421,6 +421,8 @@ def _describe_import_error(exc: BaseException) -> str:
     if missing:
         from latentgraph.plugins.comfy_adapter import COMFY_INTERNAL_MODULES
 
-        if missing.split(".")[0] in COMFY_INTERNAL_MODULES:
+        if missing.split(".")[0] == "comfy_api":
+            text += " — latentgraph's comfy_api provides the V3 node API (comfy_api.latest / v0_0_2: io, ui) only"
+        elif missing.split(".")[0] in COMFY_INTERNAL_MODULES:
             text += " — ComfyUI's own modules are not available in latentgraph; only self-contained custom nodes load"
     return text

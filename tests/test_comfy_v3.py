@@ -291,6 +291,7 @@ def test_broken_v3_files_are_reported_and_the_rest_loads(lg_engine, lg_settings)
     assert entry.errors == ["register_nodes: comfy_entrypoint raised ConnectionError: could not reach the model server"]
     wrong = engine.host.plugins["comfy_v3_wrong_api"]
     assert wrong.nodes == [] and "No module named 'comfy_api.input_impl'" in wrong.errors[0]
+    assert "comfy_api provides the V3 node API" in wrong.errors[0]
     assert engine.host.plugins["comfy_v3_nodes"].errors == []  # the good file is untouched
 
     info = object_info(engine.registry, engine.settings)
