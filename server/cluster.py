@@ -511,7 +511,8 @@ def spec_from_args(args: Any, engine: Engine) -> EngineSpec:
     """The worker engine recipe of ``latentgraph serve``'s own engine options."""
     from latentgraph.cli import _allow_list
 
-    overrides = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v}
+    options = (("device", args.device), ("dtype", args.dtype), ("device_budget", getattr(args, "device_budget", None)))
+    overrides = {k: v for k, v in options if v is not None and v != ""}
     plugins_dir = None if args.no_plugins else str(Path(args.plugins_dir) if args.plugins_dir else engine.settings.base_dir / "plugins")
     allow = _allow_list()
     return EngineSpec(
