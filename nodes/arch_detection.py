@@ -268,7 +268,11 @@ def fit_unet_config(weights: WeightFile, base: dict[str, Any], pooled_dim: int |
     if p + "middle_block.1.proj_in.weight" not in weights:
         cfg["mid_block_type"] = "UNetMidBlock2D" if p + "middle_block.0.in_layers.0.weight" in weights else None
     label = weights.shape(p + "label_emb.0.0.weight")
-    if label is not None:
+    if label is not None and pooled_dim is None and base.get("addition_embed_type") != "text_time":
+        # SD2.1 unCLIP: the label embedding takes a CLIP image embedding + its noise level
+        cfg["class_embed_type"] = "projection"
+        cfg["projection_class_embeddings_input_dim"] = int(label[1])
+    elif label is not None:
         cfg["addition_embed_type"] = "text_time"
         cfg["projection_class_embeddings_input_dim"] = int(label[1])
         if int(label[1]) != base.get("projection_class_embeddings_input_dim") and pooled_dim:

@@ -60,11 +60,12 @@ def unet_module_map(config: Mapping[str, Any]) -> dict[str, tuple[str, dict[str,
     lpb = _layers_per_block(config)
     levels = len(config["block_out_channels"])
     up_types = list(config["up_block_types"])
+    label = "class_embedding" if config.get("class_embed_type") == "projection" else "add_embedding"  # unCLIP / SDXL
     m: dict[str, tuple[str, dict[str, str]]] = {
         "time_embedding.linear_1": ("time_embed.0", {}),
         "time_embedding.linear_2": ("time_embed.2", {}),
-        "add_embedding.linear_1": ("label_emb.0.0", {}),
-        "add_embedding.linear_2": ("label_emb.0.2", {}),
+        f"{label}.linear_1": ("label_emb.0.0", {}),
+        f"{label}.linear_2": ("label_emb.0.2", {}),
         "conv_in": ("input_blocks.0.0", {}),
         "conv_norm_out": ("out.0", {}),
         "conv_out": ("out.2", {}),

@@ -399,3 +399,40 @@ def test_gligen_for_another_model_is_refused(sd1, gligen_setup):
     with pytest.raises(NodeInputError) as err:  # its attention blocks are 32 wide, the GLIGEN's 64
         ksampler(variant(sd, block_out_channels=(32, 32)), p, [(torch.randn(1, 77, 32), {})])
     assert err.value.input_name == "positive" and "another model family" in str(err.value)
+
+
+# -- unCLIP checkpoints -----------------------------------------------------------------------------------
+def test_unclip_checkpoint_loads_as_unclip_model_with_its_image_tower_and_samples(tmp_path):
+    """An SD2.1-unCLIP-style file (label embedding of CLIP-embedding + noise-level width, image
+    tower under ``embedder.model.visual.``, no metadata): unCLIPCheckpointLoader gives a MODEL with
+    diffusers' projection class embedding and its CLIP_VISION, and the chain samples."""
+    from dataclasses import replace
+
+    from safetensors.torch import save_file
+    from sd_helpers import Env
+    from test_clip_vision import to_openai, tiny_vision
+
+    from latentgraph.nodes.models.loaders import unCLIPCheckpointLoader
+    from latentgraph.nodes.text.clip_vision import CLIPVisionEncode
+    from latentgraph.nodes.tiny_models import diffusers_state_dicts, original_state_dict, tiny_config
+
+    cfg = tiny_config("sd2")
+    cfg = replace(cfg, unet={**cfg.unet, "class_embed_type": "projection", "projection_class_embeddings_input_dim": 32})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        unet, vae, encoders = diffusers_state_dicts(cfg)
+    state = original_state_dict(cfg, unet, vae, encoders)
+    assert state["model.diffusion_model.label_emb.0.0.weight"].shape == (unet["time_embedding.linear_1.weight"].shape[0], 32)
+    state.update({f"embedder.model.{k}": v for k, v in to_openai(tiny_vision(width=64)).items()})
+    env = Env(tmp_path)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(env.folder("checkpoints") / "tiny-unclip.safetensors"))
+
+    model, _clip, _vae, vision = unCLIPCheckpointLoader().execute(env.ctx(), "tiny-unclip.safetensors")
+    assert model.unet.config.class_embed_type == "projection" and vision is not None
+    torch.testing.assert_close(model.unet.state_dict()["class_embedding.linear_1.weight"],
+                               unet["class_embedding.linear_1.weight"])
+    (encoded,) = CLIPVisionEncode().execute(env.ctx(), vision, picture(), "center")
+    pos, neg = [(torch.randn(1, 77, 32), {})], [(torch.randn(1, 77, 32), {})]
+    (p,) = unCLIPConditioning().execute(env.ctx(), pos, encoded, 1.0, 0.0)
+    with_image, without = ksampler(model, p, neg), ksampler(model, pos, neg)
+    assert torch.isfinite(with_image).all() and (with_image - without).abs().max() > 1e-3

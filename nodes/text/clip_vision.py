@@ -104,7 +104,7 @@ def _openai_to_transformers(sd: dict[str, torch.Tensor], prefix: str) -> dict[st
 
 def clip_vision_state_dict(weights: WeightFile) -> dict[str, torch.Tensor]:
     """The file's image tower in transformers' layout (raises CheckpointError if it has none)."""
-    for prefix in ("visual.", ""):
+    for prefix in ("visual.", "", "embedder.model.visual."):  # the last: inside SD2.1 unCLIP checkpoints
         if f"{prefix}transformer.resblocks.0.attn.in_proj_weight" in weights:
             return _openai_to_transformers(weights.prefixed(prefix), prefix)
     for prefix in ("", "clip_vision_model.", "model."):
