@@ -219,3 +219,18 @@ def test_free_and_system_stats_report_and_offload_models(data_dir):
             assert stats["cache"]["entries"] == 0 and stats["devices"][0]["models"]["models"] == []
 
     run(go())
+
+
+def test_the_budget_comes_from_the_flag_the_environment_or_the_config_file(tmp_path):
+    from latentgraph.cli import _parser
+    from latentgraph.settings import GiB
+
+    args = _parser().parse_args(["run", "wf.json", "--device-budget", "1.5G"])
+    assert args.device_budget == int(1.5 * GiB)
+    with pytest.raises(SystemExit) as exc:
+        _parser().parse_args(["serve", "--vram-budget", "lots"])
+    assert exc.value.code == 2
+    assert Settings.from_env(tmp_path, environ={"LATENTGRAPH_DEVICE_BUDGET": "512M"}).device_budget == 512 * 1024**2
+    (tmp_path / "latentgraph.toml").write_text('device_budget = "2G"\n')
+    assert Settings.from_env(tmp_path, environ={}).device_budget == 2 * GiB
+    assert Settings.from_env(tmp_path / "elsewhere", environ={}).device_budget is None
