@@ -369,6 +369,8 @@ def test_declarations_translate_like_their_v1_forms():
                     io.Model.Input("model", optional=True, tooltip="the model"),
                     io.Sigmas.Input("sigmas", lazy=True),
                     io.Custom("MY_THING").Input("thing"),
+                    io.AnyType.Input("anything"),
+                    io.MatchType.Input("picture", template=io.MatchType.Template("t", [io.Image, io.Mask])),
                 ],
                 outputs=[io.Latent.Output(display_name="samples"), io.Int.Output("count", is_output_list=True)],
                 hidden=[io.Hidden.unique_id, io.Hidden.dynprompt],
@@ -379,7 +381,7 @@ def test_declarations_translate_like_their_v1_forms():
             return io.NodeOutput(None, [])
 
     spec = adapt_v3_class(Everything).spec
-    seed, cfg, prompt, flag, size, count, sigmas, thing, model = spec.inputs  # required first, as listed
+    seed, cfg, prompt, flag, size, count, sigmas, thing, anything, picture, model = spec.inputs  # required first
     assert (seed.type, seed.default, seed.min, seed.max, seed.control_after_generate) == ("INT", 0, 0, 2**32, True)
     assert seed.editor_options == {"display_name": "Seed", "display": "slider"}
     assert (cfg.step, cfg.editor_options) == (0.5, {"round": 0.01})
@@ -389,6 +391,7 @@ def test_declarations_translate_like_their_v1_forms():
     assert count.resolve_choices(None, None) == ["1", "2", "4"] and count.default == "1"
     assert (model.type, model.required, model.tooltip) == ("MODEL", False, "the model")
     assert sigmas.lazy and sigmas.type == "SIGMAS" and thing.type == "MY_THING"
+    assert (anything.type, picture.type) == ("*", "IMAGE,MASK")
     assert [(o.type, o.name, o.is_list) for o in spec.outputs] == [("LATENT", "samples", False), ("INT", "count", True)]
     assert (spec.category, spec.output_node, spec.deterministic, spec.input_is_list) == ("sd", False, True, False)
     node_type = adapt_v3_class(Everything, "Renamed")

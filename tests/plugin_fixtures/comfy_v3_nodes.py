@@ -120,15 +120,16 @@ class LazySwitchV3(io.ComfyNode):
 
     @classmethod
     def define_schema(cls):
+        template = io.MatchType.Template("switch")  # both branches and the output: one type
         return io.Schema(
             node_id="LazySwitchV3",
             category="logic",
             inputs=[
                 io.Boolean.Input("switch", default=True),
-                io.AnyType.Input("on_true", lazy=True),
-                io.AnyType.Input("on_false", lazy=True),
+                io.MatchType.Input("on_true", template=template, lazy=True),
+                io.MatchType.Input("on_false", template=template, lazy=True),
             ],
-            outputs=[io.AnyType.Output()],
+            outputs=[io.MatchType.Output(template=template, display_name="output")],
         )
 
     @classmethod

@@ -323,6 +323,56 @@ TimestepsRange = _connection("TimestepsRange", "TIMESTEPS_RANGE", tuple)
 LatentOperation = _connection("LatentOperation", "LATENT_OPERATION")
 Photomaker = _connection("Photomaker", "PHOTOMAKER")
 AnyType = _connection("AnyType", "*")
+Tracks = _connection("Tracks", "TRACKS", dict)
+LatentUpscaleModel = _connection("LatentUpscaleModel", "LATENT_UPSCALE_MODEL")
+AudioEncoder = _connection("AudioEncoder", "AUDIO_ENCODER")
+AudioEncoderOutput = _connection("AudioEncoderOutput", "AUDIO_ENCODER_OUTPUT")
+WanCameraEmbedding = _connection("WanCameraEmbedding", "WAN_CAMERA_EMBEDDING", torch.Tensor)
+ModelPatch = MODEL_PATCH = _connection("MODEL_PATCH", "MODEL_PATCH")
+
+
+class MatchType(ComfyType):
+    """Sockets whose type is whatever is connected (ComfyUI's editor matches them up).
+
+    Here a template's inputs accept any of its ``allowed_types`` (any type by default) and its
+    outputs are typed ``*`` unless the template allows exactly one type.
+    """
+
+    io_type = "*"
+
+    class Template:
+        def __init__(self, template_id: str, allowed_types: Any = AnyType) -> None:
+            self.template_id = template_id
+            allowed = list(allowed_types) if isinstance(allowed_types, (list, tuple)) else [allowed_types]
+            for kind in allowed:
+                if not (isinstance(kind, type) and issubclass(kind, ComfyType)):
+                    raise ValueError(f"allowed_types must be io types (io.Image …), got {kind!r}")
+            self.allowed_types = allowed
+
+        @property
+        def io_type(self) -> str:
+            names = [kind.io_type for kind in self.allowed_types]
+            return "*" if "*" in names else ",".join(dict.fromkeys(names))
+
+    class Input(Input):
+        def __init__(self, id: str, template: MatchType.Template, display_name: str | None = None,
+                     optional: bool = False, tooltip: str | None = None, lazy: bool | None = None,
+                     extra_dict: Mapping[str, Any] | None = None, raw_link: bool | None = None) -> None:
+            super().__init__(id, display_name, optional, tooltip, lazy, extra_dict, raw_link)
+            self.template = template
+
+        def get_io_type(self) -> str:
+            return self.template.io_type
+
+    class Output(Output):
+        def __init__(self, template: MatchType.Template, id: str | None = None, display_name: str | None = None,
+                     tooltip: str | None = None, is_output_list: bool = False) -> None:
+            super().__init__(id, display_name or (None if id else "MATCHTYPE"), tooltip, is_output_list)
+            self.template = template
+
+        def get_io_type(self) -> str:
+            kind = self.template.io_type
+            return "*" if "," in kind else kind
 
 
 # -- hidden values ------------------------------------------------------------------------------
@@ -465,7 +515,8 @@ class NodeOutput:
 
 
 __all__ = [
-    "AnyType", "Audio", "Boolean", "Clip", "ClipVision", "ClipVisionOutput", "Combo", "ComfyNode", "ComfyType",
+    "AnyType", "Audio", "AudioEncoder", "AudioEncoderOutput", "LatentUpscaleModel", "MatchType", "MODEL_PATCH",
+    "ModelPatch", "Tracks", "WanCameraEmbedding", "Boolean", "Clip", "ClipVision", "ClipVisionOutput", "Combo", "ComfyNode", "ComfyType",
     "Conditioning", "ControlNet", "Custom", "Float", "FolderType", "Gligen", "Guider", "Hidden", "HiddenHolder",
     "HookKeyframes", "Hooks", "Image", "Input", "Int", "Latent", "LatentOperation", "LoraModel", "Mask", "Model",
     "MultiCombo", "NodeOutput", "Noise", "NumberDisplay", "Output", "Photomaker", "Sampler", "Schema", "Sigmas",
