@@ -436,3 +436,33 @@ def test_unclip_checkpoint_loads_as_unclip_model_with_its_image_tower_and_sample
     (p,) = unCLIPConditioning().execute(env.ctx(), pos, encoded, 1.0, 0.0)
     with_image, without = ksampler(model, p, neg), ksampler(model, pos, neg)
     assert torch.isfinite(with_image).all() and (with_image - without).abs().max() > 1e-3
+
+
+# -- smaller rules ------------------------------------------------------------------------------------------
+def test_concat_is_cut_to_each_entrys_area_and_cycled_to_the_batch(sd1):
+    """Like ComfyUI's noise-shaped conds: an area entry's UNet call gets the picture under its area."""
+    from latentgraph.nodes.sampling.unet_inputs import call_kwargs
+
+    sd, _ = sd1
+    model = variant(sd, in_channels=8)
+    image = torch.randn(1, 4, 8, 8)
+    cond = [(torch.randn(1, 77, 32), {"concat_latent_image": image, "area": (4, 6, 2, 1)})]
+    (item,) = guidance.prepare_items(model, "positive", cond, (2, 4, 8, 8), 8)
+    crop, _ = item.region(torch.zeros(2, 4, 8, 8))
+    got = call_kwargs([item], [crop])["c_concat"]
+    assert got.shape == (2, 4, 4, 6)
+    assert torch.equal(got, image[:, :, 2:6, 1:7].expand(2, -1, -1, -1))
+
+
+def test_sdxl_revision_takes_the_image_embedding_as_pooled_output():
+    """ComfyUI's SDXL reads unCLIPConditioning as its pooled text (Revision), no merge augmentation."""
+    from latentgraph.nodes.sampling.unet_inputs import image_embedding
+
+    sdxl = tiny_sd("sdxl", seed=0)
+    embeds = torch.randn(1, 32)
+    entry = {"clip_vision_output": {"image_embeds": embeds}, "strength": 0.8, "noise_augmentation": 0.2}
+    cond = [(torch.randn(1, 77, 64), {"pooled_output": torch.randn(1, 32), "unclip_conditioning": [entry]})]
+    (item,) = guidance.prepare_items(sdxl.model, "positive", cond, (1, 4, 8, 8), 2)
+    want = image_embedding("positive", [entry], 32, None, 0.0)[:, :32]
+    assert torch.allclose(item.added["text_embeds"], want)
+    assert not torch.allclose(want, embeds * 0.8, atol=1e-3)  # noise-augmented at level 200
