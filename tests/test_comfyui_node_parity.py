@@ -184,3 +184,16 @@ def test_reference_covers_the_brief() -> None:
                    "LatentBatchSeedBehavior/", "GrowMask/", "FeatherMask", "ThresholdMask", "MaskComposite/",
                    "SolidMask", "InvertMask", "ImageToMask/", "MaskToImage", "LatentUpscaleBy/", "ImageScaleBy/"):
         assert any(n.startswith(prefix) for n in names), prefix
+
+
+def test_forward_noise_then_ksampler_is_comfyui_img2img() -> None:
+    """ForwardNoise is latentgraph's own node (ComfyUI has none): its promise is that
+    ``ForwardNoise → KSampler`` with the same settings equals one ``KSampler(denoise)``, so it must
+    reproduce ComfyUI's recorded img2img KSampler run."""
+    case = META["cases"]["KSampler/img2img_dpmpp_2m"]
+    args = case["tree"]["args"]
+    noised = {"call": "ForwardNoise", "index": 0, "args": {
+        "model": args["model"], "samples": args["latent_image"], "noise_seed": args["seed"], "steps": args["steps"],
+        "sampler_name": args["sampler_name"], "scheduler": args["scheduler"], "denoise": args["denoise"]}}
+    ours = Evaluator().run("KSampler", {**args, "latent_image": noised})[0]
+    _compare("ForwardNoise → KSampler", ours, case["output"], BARS["sampling"])

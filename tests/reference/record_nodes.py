@@ -325,6 +325,14 @@ def sampling_cases() -> list[tuple[str, dict]]:
         stage1 = ksa(empty, "enable", 0, 5, "enable", sampler=sampler)
         c.append((f"KSamplerAdvanced/{sampler}/stage1", stage1))
         c.append((f"KSamplerAdvanced/{sampler}/two_stage", ksa(stage1, "disable", 5, 10000, "disable", sampler=sampler)))
+    # SDE (Brownian tree over each stage's own σ range), discard-penultimate, multistep and lcm across a split
+    for sampler, scheduler in (("dpmpp_2m_sde", "karras"), ("dpm_2", "normal"), ("uni_pc", "normal"),
+                               ("lcm", "sgm_uniform"), ("dpmpp_sde", "normal")):
+        stage1 = ksa(empty, "enable", 0, 4, "enable", sampler=sampler, scheduler=scheduler)
+        c.append((f"KSamplerAdvanced/{sampler}/two_stage", ksa(stage1, "disable", 4, 10000, "disable",
+                                                                 sampler=sampler, scheduler=scheduler)))
+    c.append(("KSamplerAdvanced/noise_from_step2", ksa(empty, "enable", 2, 10000, "disable")))
+    c.append(("KSamplerAdvanced/end_past_steps_leftover", ksa(empty, "enable", 0, 12, "enable")))
     c.append(("KSamplerAdvanced/end_early_full_denoise", ksa(empty, "enable", 0, 4, "disable")))
     c.append(("KSamplerAdvanced/img2img_start3", ksa(image, "enable", 3, 10000, "disable", sampler="dpmpp_2m",
                                                      scheduler="karras")))
