@@ -14,6 +14,8 @@ from comfy_api.latest import ComfyExtension, io, ui
 
 #: Choices of PickWord, read again at every validation (a test adds one).
 WORDS = ["apple", "pear"]
+#: SlowUpper's starts and ends, in order (a test checks they overlap).
+ASYNC_EVENTS = []
 
 
 class GradientV3(io.ComfyNode):
@@ -229,7 +231,9 @@ class SlowUpper(io.ComfyNode):
 
     @classmethod
     async def execute(cls, text, seconds):
+        ASYNC_EVENTS.append(("start", text))
         await asyncio.sleep(seconds)
+        ASYNC_EVENTS.append(("end", text))
         return io.NodeOutput(text.upper())
 
 
