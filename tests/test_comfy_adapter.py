@@ -322,3 +322,13 @@ def test_comfy_pack_runs_through_the_server(engine):
             assert outputs["who"]["text"][:2] == ["server", "who"]
 
     asyncio.run(asyncio.wait_for(go(), 120))
+
+
+def test_editor_options_reach_object_info_and_force_input_is_a_socket(engine):
+    from latentgraph.editor_widgets import editor_widgets
+
+    info = object_info(engine.registry, engine.settings)
+    assert info["ShowText"]["input"]["required"]["text"] == ["STRING", {"forceInput": True}]
+    # the editor draws no widget for it, so editor-format workflows are read the same way
+    assert [i.name for i in editor_widgets(engine.registry.node_types["ShowText"].spec)] == []
+    assert [i.name for i in editor_widgets(engine.registry.node_types["StampedText"].spec)] == ["text", "stamp"]
