@@ -47,7 +47,8 @@ UNCLIP_NOISE_LEVELS = 1000
 UNCLIP_SEED_OFFSET = 10
 #: GLIGEN's box projection takes this many objects (padding is masked out).
 GLIGEN_MAX_OBJECTS = 30
-#: An SD latent of a black picture, per channel (what an inpainting UNet sees as "no picture").
+#: A blank picture (pixel value 0) in SD latent space, per channel: what an inpainting UNet is given
+#: when there is nothing to keep (ComfyUI's values).
 BLANK_INPAINT_LATENT = (0.8223, -0.6876, 0.6364, 0.1380)
 #: Boxes are stored in 1/8 pixels (ComfyUI's GLIGENTextBoxApply).
 BOX_UNIT = 8
@@ -69,6 +70,7 @@ class GligenInput:
     """One entry's grounding: the GLIGEN model and its padded boxes / phrases / mask."""
 
     model: Any  # latentgraph.nodes.text.gligen.GligenModel
+    placements: tuple[tuple[str, Any], ...]  # (UNet transformer-block path, its gated attention)
     boxes: Tensor  # [1, 30, 4] x0, y0, x1, y1 in latent cells
     embeddings: Tensor  # [1, 30, key_dim]
     masks: Tensor  # [1, 30]
@@ -275,7 +277,7 @@ def _gligen(model: DiffusionModel, name: str, extras: Mapping[str, Any], downsca
     if value is None:
         return None
     kind, gligen, boxes = value
-    fuser_paths(model, name, gligen)  # refuse a GLIGEN that does not fit before the first step
+    placements = tuple(fuser_paths(model, name, gligen))  # refuses a GLIGEN that does not fit, before the first step
     key_dim = int(gligen.key_dim)
     coords = torch.zeros(1, GLIGEN_MAX_OBJECTS, 4)
     embeddings = torch.zeros(1, GLIGEN_MAX_OBJECTS, key_dim)
@@ -293,7 +295,7 @@ def _gligen(model: DiffusionModel, name: str, extras: Mapping[str, Any], downsca
     gligen.position_net.to(model.device, model.dtype)
     for _, fuser in gligen.fusers:
         fuser.to(model.device, model.dtype)
-    return GligenInput(gligen, coords.to(model.device, model.dtype), embeddings.to(model.device, model.dtype),
+    return GligenInput(gligen, placements, coords.to(model.device, model.dtype), embeddings.to(model.device, model.dtype),
                        masks.to(model.device, model.dtype))
 
 
@@ -321,16 +323,16 @@ def fuser_paths(model: DiffusionModel, name: str, gligen: Any) -> list[tuple[str
 
 
 @contextlib.contextmanager
-def gligen_attached(model: DiffusionModel, gligen: Any) -> Iterator[None]:
+def gligen_attached(model: DiffusionModel, gligen: GligenInput) -> Iterator[None]:
     """The GLIGEN's layers inside the (shared) UNet for the ``with`` block only."""
     unet = model.unet
-    placed = [(unet.get_submodule(path), fuser) for path, fuser in fuser_paths(model, "positive", gligen)]
+    placed = [(unet.get_submodule(path), fuser) for path, fuser in gligen.placements]
     saved = [(block, block._modules.get("fuser")) for block, _ in placed]
     old_net = unet._modules.get("position_net")
     try:
         for block, fuser in placed:
             block.fuser = fuser
-        unet.position_net = gligen.position_net
+        unet.position_net = gligen.model.position_net
         yield
     finally:
         for block, old in saved:
@@ -387,7 +389,7 @@ def call_kwargs(items: Sequence[Any], crops: Sequence[Tensor]) -> dict[str, Any]
             "boxes": torch.cat(boxes),
             "positive_embeddings": torch.cat([rows(i.gligen.embeddings) for i in inputs]),
             "masks": torch.cat([rows(i.gligen.masks) for i in inputs]),
-        }, GLIGEN_MODEL_KEY: first.gligen.model}
+        }, GLIGEN_MODEL_KEY: first.gligen}
     return out
 
 
