@@ -298,6 +298,24 @@ def more_tensor_cases() -> list[tuple[str, dict]]:
     for op in ("erode", "dilate", "gradient", "top_hat"):
         c.append((f"Morphology/{op}", call("Morphology", image=A, operation=op, kernel_size=3)))
     c.append(("EmptyImage", call("EmptyImage", width=5, height=3, batch_size=2, color=0x3366CC)))
+    # edges: plateaus at exactly 0/1, borders, batch mismatches, resized sources
+    M = T("mask_a")
+    c.append(("ThresholdMask/0", call("ThresholdMask", mask=M, value=0.0)))
+    c.append(("ThresholdMask/1", call("ThresholdMask", mask=M, value=1.0)))
+    c.append(("GrowMask/5", call("GrowMask", mask=M, expand=5, tapered_corners=True)))
+    c.append(("CropMask/overflow", call("CropMask", mask=M, x=9, y=7, width=8, height=8)))
+    c.append(("LatentComposite/feather_at_origin", call("LatentComposite", samples_to=la, samples_from=L(T("latent_small")),
+                                                        x=0, y=0, feather=8)))
+    c.append(("LatentCompositeMasked/resize", call("LatentCompositeMasked", destination=la, source=L(T("latent_small")),
+                                                   x=0, y=0, resize_source=True, mask=T("mask_one"))))
+    c.append(("LatentCompositeMasked/no_mask_overflow", call("LatentCompositeMasked", destination=la,
+                                                             source=L(T("latent_small")), x=24, y=40,
+                                                             resize_source=False)))
+    c.append(("ImageCompositeMasked/batch_source", call("ImageCompositeMasked", destination=T("image_small"), source=A,
+                                                        x=2, y=3, resize_source=False)))
+    c.append(("ImagePadForOutpaint/wide_feather", call("ImagePadForOutpaint", image=A, left=0, top=6, right=9,
+                                                       bottom=0, feathering=40)))
+    c.append(("ImageToMask/batch_red", call("ImageToMask", image=T("image_b"), channel="red")))
     return c
 
 
