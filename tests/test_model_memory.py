@@ -17,7 +17,7 @@ import pytest
 import torch
 from server_kit import run, serving
 
-from latentgraph.events import NodeFinished, NodeStarted
+from latentgraph.events import NodeFinished, NodeProgress, NodeStarted
 from latentgraph.model_memory import ModelMemory
 from latentgraph.nodes.components import DiffusionModel
 from latentgraph.settings import Settings
@@ -234,3 +234,40 @@ def test_the_budget_comes_from_the_flag_the_environment_or_the_config_file(tmp_p
     (tmp_path / "latentgraph.toml").write_text('device_budget = "2G"\n')
     assert Settings.from_env(tmp_path, environ={}).device_budget == 2 * GiB
     assert Settings.from_env(tmp_path / "elsewhere", environ={}).device_budget is None
+
+
+def test_a_controlnet_is_managed_with_the_unet_it_guides(tmp_path):
+    """workflows/controlnet_canny.json (the demo model and its ControlNet) under a budget that holds
+    neither whole: the same picture, and the ControlNet was one of the managed models."""
+    import json
+    import shutil
+
+    workflows = Path(__file__).parent.parent / "workflows"
+    wf = json.loads((workflows / "controlnet_canny.json").read_text())
+    pictures, engines, sampling = [], [], {}
+    for budget in (None, 3_000_000):
+        data = tmp_path / f"b{budget}"
+        shutil.copytree(workflows / "input", data / "input")
+        settings = Settings.from_env(data, environ={}, device="cpu", device_budget=budget)
+        engine = make_engine(settings)
+
+        def watch(event, engine=engine):
+            if isinstance(event, NodeStarted) and event.class_type == "KSampler":
+                engine.memory.reset_peak()
+                sampling["node"] = event.node_id
+            elif isinstance(event, NodeProgress) and event.node_id == sampling.get("node"):
+                sampling["during"] = engine.memory.stats()
+            elif isinstance(event, NodeFinished) and event.class_type == "KSampler":
+                sampling["stats"] = engine.memory.stats()
+
+        result = engine.run(wf, sink=watch)
+        assert result.status == "success", result
+        pictures.append([np.asarray(im) for im in output_images(result, settings)])
+        engines.append(engine)
+    assert all(np.array_equal(a, b) for a, b in zip(*pictures))
+    stats = sampling["stats"]
+    assert {"ControlNetModel", "UNet2DConditionModel"} <= {m.name for m in stats.models}
+    # while sampling both were on the device, within the budget (partly: streamed)
+    assert stats.streamed > 0 and stats.peak <= 3_000_000
+    during = [m for m in sampling["during"].models if m.name in ("ControlNetModel", "UNet2DConditionModel")]
+    assert len(during) == 2 and all(m.pinned and m.resident > 0 for m in during)
