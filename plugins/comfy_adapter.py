@@ -256,7 +256,7 @@ def _input_spec(reread: Callable[[], DeclaredInputs], section: str, name: str, d
     return InputSpec(name, kind, **common)
 
 
-def _output_type(kind: Any) -> str:
+def output_type(kind: Any) -> str:
     if isinstance(kind, (list, tuple)):
         return "COMBO"  # a node that outputs one of a list of choices
     if not isinstance(kind, str) or not kind:
@@ -384,7 +384,7 @@ def adapt_comfy_class(class_type: str, comfy_class: Any, display_name: str = "")
             raise RegistrationError(f"OUTPUT_IS_LIST has {len(output_is_list)} entries for {len(return_types)} RETURN_TYPES")
         try:
             outputs = tuple(
-                OutputSpec(_output_type(kind), str(names[i]) if i < len(names) else "",
+                OutputSpec(output_type(kind), str(names[i]) if i < len(names) else "",
                            is_list=i < len(output_is_list) and output_is_list[i])
                 for i, kind in enumerate(return_types)
             )

@@ -31,9 +31,9 @@ from latentgraph.plugins.comfy_adapter import (
     ComfyDeclaration,
     ComfyNode,
     DeclaredInputs,
-    _output_type,
     build_node_type,
     hidden_value,
+    output_type,
 )
 from latentgraph.plugins.comfy_api.latest import ComfyExtension, io
 from latentgraph.registry import RegistrationError
@@ -107,7 +107,7 @@ def declared_inputs(node_cls: type) -> DeclaredInputs:
 
 
 def _output_spec(item: io.Output) -> OutputSpec:
-    return OutputSpec(_output_type(item.get_io_type()), item.name, is_list=bool(item.is_output_list))
+    return OutputSpec(output_type(item.get_io_type()), item.name, is_list=bool(item.is_output_list))
 
 
 def adapt_v3_class(node_cls: Any, class_type: str | None = None, display_name: str = "") -> type[V3ComfyNode]:
