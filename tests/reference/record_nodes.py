@@ -333,8 +333,8 @@ def sampling_cases() -> list[tuple[str, dict]]:
                     latent_image=latent, start_at_step=start, end_at_step=end, return_with_leftover_noise=leftover)
 
     def ks(latent, sampler="euler", scheduler="normal", steps=6, denoise=1.0, cfg=3.0, positive=pos, negative=neg,
-           seed=7):
-        return call("KSampler", model=MODEL, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
+           seed=7, model=MODEL):
+        return call("KSampler", model=model, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
                     scheduler=scheduler, positive=positive, negative=negative, latent_image=latent, denoise=denoise)
 
     c.append(("KSampler/euler", ks(empty)))
@@ -451,6 +451,40 @@ def sampling_cases() -> list[tuple[str, dict]]:
     c.append(("LatentApplyOperationCFG", call("KSampler", model=op_cfg, seed=7, steps=6, cfg=3.0, sampler_name="euler",
                                               scheduler="normal", positive=pos, negative=neg, latent_image=empty,
                                               denoise=1.0)))
+    # hires fix: a realistic latent upscale (≥ 64 px) then a second pass
+    c.append(("HiresFix", ks(call("LatentUpscale", samples=call("KSampler", model=MODEL, seed=3, steps=4, cfg=3.0,
+                                                               sampler_name="euler", scheduler="normal", positive=pos,
+                                                               negative=neg, latent_image=empty, denoise=1.0),
+                                  upscale_method="nearest-exact", width=72, height=96, crop="disabled"),
+                             "dpmpp_2m", "karras", denoise=0.55)))
+    c.extend(model_patch_cases(ks))
+    return c
+
+
+def model_patch_cases(ks) -> list[tuple[str, dict]]:
+    """Model-sampling and guidance patches (ComfyUI's model_options functions) inside a KSampler."""
+    c: list[tuple[str, dict]] = []
+    empty = call("EmptyLatentImage", width=48, height=64, batch_size=2)
+
+    def patched(node, sampler="euler", scheduler="normal", model=MODEL, **args):
+        return ks(empty, sampler, scheduler, model=call(node, model=model, **args))
+
+    vpred = call("ModelSamplingDiscrete", model=MODEL, sampling="v_prediction", zsnr=True)
+    c.append(("ModelSamplingDiscrete/v_prediction_zsnr", patched("ModelSamplingDiscrete", sampling="v_prediction",
+                                                                 zsnr=True)))
+    c.append(("ModelSamplingDiscrete/lcm", patched("ModelSamplingDiscrete", "lcm", "sgm_uniform", sampling="lcm",
+                                                   zsnr=False)))
+    c.append(("ModelSamplingContinuousEDM/v_prediction", patched(
+        "ModelSamplingContinuousEDM", "dpmpp_2m", "karras", sampling="v_prediction", sigma_max=120.0,
+        sigma_min=0.002)))
+    c.append(("RescaleCFG/v_prediction_zsnr", patched("RescaleCFG", model=vpred, multiplier=0.7)))
+    c.append(("CFGZeroStar", patched("CFGZeroStar")))
+    c.append(("CFGNorm", patched("CFGNorm", strength=0.8)))
+    c.append(("APG", patched("APG", eta=0.5, norm_threshold=5.0, momentum=-0.5)))
+    c.append(("Mahiro", patched("Mahiro")))
+    c.append(("TCFG", patched("TCFG")))
+    c.append(("FreSca", patched("FreSca", scale_low=1.1, scale_high=1.3, freq_cutoff=2)))
+    c.append(("EpsilonScaling", patched("Epsilon Scaling", scaling_factor=1.005)))
     return c
 
 
