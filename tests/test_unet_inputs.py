@@ -466,3 +466,51 @@ def test_sdxl_revision_takes_the_image_embedding_as_pooled_output():
     want = image_embedding("positive", [entry], 32, None, 0.0)[:, :32]
     assert torch.allclose(item.added["text_embeds"], want)
     assert not torch.allclose(want, embeds * 0.8, atol=1e-3)  # noise-augmented at level 200
+
+
+# -- against ComfyUI's own model code ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def comfy_ref():
+    """tests/data/comfyui/unet_inputs.safetensors, written by tests/reference/record_unet_inputs.py."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(__file__).parent / "data" / "comfyui" / "unet_inputs.safetensors"))
+
+
+def channels_model(in_channels: int) -> DiffusionModel:
+    """Only what the channel rules read: the UNet's channel counts and the latent format."""
+    unet = SimpleNamespace(config=SimpleNamespace(in_channels=in_channels, out_channels=4))
+    return DiffusionModel(unet=unet, scheduler_config=SD1_SCHEDULER, arch="sd1", device=CPU, dtype=torch.float32,
+                          info={"latent_channels": 4, "scaling_factor": 0.18215})
+
+
+def test_unclip_embedding_matches_comfyui(comfy_ref):
+    from latentgraph.nodes.sampling.unet_inputs import image_embedding
+
+    r = comfy_ref
+    two = [{"clip_vision_output": {"image_embeds": r["embeds_a"]}, "strength": 0.5, "noise_augmentation": 0.0},
+           {"clip_vision_output": {"image_embeds": r["embeds_b"]}, "strength": 2.0, "noise_augmentation": 0.3}]
+    torch.testing.assert_close(image_embedding("positive", two, 6, 20, 0.05), r["unclip_merged"], rtol=1e-5, atol=1e-6)
+    one = [{"clip_vision_output": {"image_embeds": r["embeds_b"]}, "strength": 1.5, "noise_augmentation": 0.25}]
+    torch.testing.assert_close(image_embedding("positive", one, 6, 7, 0.05), r["unclip_single"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("case", "channels", "extras", "run"), [
+    ("inpaint_given", 9, {"concat_latent_image": "concat_latent", "concat_mask": "pixel_mask"}, ("run_latent", "run_mask")),
+    ("inpaint_run", 9, {}, ("run_latent", "run_mask")),
+    ("inpaint_blank", 9, {}, ("run_latent", None)),
+    ("inpaint_odd", 9, {"concat_latent_image": "odd_latent", "concat_mask": "pixel_mask"}, ("run_latent", None)),
+    ("ip2p_given", 8, {"concat_latent_image": "odd_latent"}, (None, None)),
+    ("ip2p_none", 8, {}, (None, None)),
+])
+def test_extra_channels_match_comfyui(comfy_ref, case, channels, extras, run):
+    """Given concat, the run's latent and noise mask, or nothing; pictures of another size and batch."""
+    from latentgraph.nodes.sampling.unet_inputs import RunInputs, prepare
+
+    r = comfy_ref
+    latent, mask = (r[k] if k else None for k in run)
+    got = prepare(channels_model(channels), "positive", {k: r[v] for k, v in extras.items()}, (2, 4, 8, 8), 2,
+                  RunInputs(seed=0, latent=latent, noise_mask=mask)).concat
+    torch.testing.assert_close(got, r[case], rtol=1e-5, atol=1e-6)
