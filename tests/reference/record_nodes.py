@@ -440,6 +440,10 @@ def sampling_cases() -> list[tuple[str, dict]]:
     c.append(("SamplerCustom/no_noise_denoised", call("SamplerCustom", out=1, model=MODEL, add_noise=False,
                                                       noise_seed=5, cfg=2.5, positive=pos, negative=neg,
                                                       sampler=euler, sigmas=high, latent_image=image)))
+    ancestral = call("KSamplerSelect", sampler_name="euler_ancestral")
+    c.append(("SamplerCustomAdvanced/batch_index_ancestral",
+              sca(noise, cfg_guider, ancestral, sig8, call("LatentFromBatch", samples=four, batch_index=1, length=2))))
+    c.append(("SamplerCustomAdvanced/disable_noise_ancestral", sca(no_noise, cfg_guider, ancestral, low, added)))
     split = call("SplitSigmasDenoise", out=1, sigmas=sig8, denoise=0.4)
     c.append(("SplitSigmasDenoise/sample", sca(noise, cfg_guider, euler, split, image)))
     # model patches that act during sampling
