@@ -514,3 +514,35 @@ def test_extra_channels_match_comfyui(comfy_ref, case, channels, extras, run):
     got = prepare(channels_model(channels), "positive", {k: r[v] for k, v in extras.items()}, (2, 4, 8, 8), 2,
                   RunInputs(seed=0, latent=latent, noise_mask=mask)).concat
     torch.testing.assert_close(got, r[case], rtol=1e-5, atol=1e-6)
+
+
+def test_gligen_boxes_on_a_crop_and_gated_attention_match_comfyui(comfy_ref, tmp_path):
+    """The recorded tiny GLIGEN through our loader; its grounding tokens for two boxes on a crop of
+    6×8 cells (an SD latent: 8 pixels a cell) and its gated attention in two blocks."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    from latentgraph.nodes.sampling.unet_inputs import RunInputs, call_kwargs, prepare
+    from latentgraph.nodes.text.gligen import load_gligen
+
+    r = comfy_ref
+    path = tmp_path / "gligen.safetensors"
+    save_file({k.removeprefix("gligen."): v for k, v in r.items() if k.startswith("gligen.")}, str(path))
+    gligen = load_gligen(path)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(64, 128), layers_per_block=1, cross_attention_dim=32,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D")).eval()
+    model = DiffusionModel(unet=unet, scheduler_config=SD1_SCHEDULER, arch="sd1", device=CPU, dtype=torch.float32,
+                           info={"latent_channels": 4, "scaling_factor": 0.18215})
+    phrases = r["gligen_phrases"]
+    boxes = [(phrases[:1], 3, 4, 1, 2), (phrases[1:], 2, 2, 4, 5)]
+    inputs = prepare(model, "positive", {"gligen": ("position", gligen, boxes)}, (1, 4, 6, 8), 8, RunInputs())
+    item = SimpleNamespace(unet_inputs=inputs, area=None)
+    args = call_kwargs([item], [torch.zeros(1, 4, 6, 8)])["cross_attention_kwargs"]["gligen"]
+    with torch.no_grad():
+        objs = gligen.position_net(**args)
+        for i, (_path, fuser) in enumerate(inputs.gligen.placements):
+            torch.testing.assert_close(fuser(r[f"gligen_x{i}"], objs), r[f"gligen_out{i}"], rtol=1e-4, atol=1e-5)
+    assert [p for p, _ in inputs.gligen.placements] == ["down_blocks.0.attentions.0.transformer_blocks.0",
+                                                         "mid_block.attentions.0.transformer_blocks.0"]

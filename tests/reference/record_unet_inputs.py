@@ -1,6 +1,9 @@
 """Record what ComfyUI's model code feeds a UNet besides text: unCLIP's noise-augmented image
-embedding (``comfy.model_base.unclip_adm``) and the extra input channels of inpainting and
-instruct-pix2pix models (``BaseModel.concat_cond`` after ``set_inpaint``, ``IP2P.concat_cond``).
+embedding (``comfy.model_base.unclip_adm``), the extra input channels of inpainting and
+instruct-pix2pix models (``BaseModel.concat_cond`` after ``set_inpaint``, ``IP2P.concat_cond``)
+and GLIGEN's gated attention with boxes on a crop (``comfy.gligen.load_gligen`` on a random tiny
+GLIGEN state dict, ``set_position`` for a latent crop of 6×8 cells, its patch applied to features
+of two transformer blocks).
 
 latentgraph's own code (MIT): it *imports* ComfyUI (GPL) at run time from ``--comfyui`` and writes
 plain numbers to ``--out``/``unet_inputs.safetensors``. ``tests/test_unet_inputs.py`` compares
@@ -79,7 +82,45 @@ def record(comfyui: str) -> dict[str, torch.Tensor]:
     ip2p = types.SimpleNamespace(process_ip2p_image_in=lambda image: image)
     out["ip2p_given"] = mb.IP2P.concat_cond(ip2p, concat_latent_image=x["odd_latent"], noise=noise, device="cpu")
     out["ip2p_none"] = mb.IP2P.concat_cond(ip2p, noise=noise, device="cpu")
+    out.update(record_gligen(mb))
     return {k: v.float().contiguous() for k, v in out.items()}
+
+
+#: (original block of the tiny GLIGEN's gated attention layers, query width); key width 32.
+GLIGEN_BLOCKS = (("input_blocks.1.1.transformer_blocks.0", 64), ("middle_block.1.transformer_blocks.0", 128))
+
+
+def gligen_state_dict() -> dict[str, torch.Tensor]:
+    """Random weights in the original GLIGEN layout (shapes of a 32-wide text-only position net)."""
+    from comfy.gligen import GatedSelfAttentionDense, PositionNet
+
+    g = torch.Generator().manual_seed(5)
+    sd = {}
+    for block, width in GLIGEN_BLOCKS:
+        for k, v in GatedSelfAttentionDense(width, 32, width // 64, 64).state_dict().items():
+            sd[f"{block}.fuser.{k}"] = torch.randn(v.shape, generator=g) * (0.8 if "alpha" in k else 0.2)
+    for k, v in PositionNet(32, 32).state_dict().items():
+        sd[f"position_net.{k}"] = torch.randn(v.shape, generator=g) * 0.2
+    return sd
+
+
+def record_gligen(mb) -> dict[str, torch.Tensor]:
+    import comfy.gligen
+
+    sd = gligen_state_dict()
+    gligen = comfy.gligen.load_gligen(dict(sd))
+    g = torch.Generator().manual_seed(6)
+    phrases = torch.randn(2, 32, generator=g)
+    # (pooled, h, w, y, x) in 1/8 pixels, on a crop of 6×8 latent cells of an SD latent (8 px a cell)
+    params = [(phrases[:1], 3, 4, 1, 2), (phrases[1:], 2, 2, 4, 5)]
+    patch = gligen.set_position((1, 4, 6, 8), params, "cpu")
+    out = {f"gligen.{k}": v for k, v in sd.items()}
+    out["gligen_phrases"] = phrases
+    for i, (_, width) in enumerate(GLIGEN_BLOCKS):
+        x = torch.randn(1, 48, width, generator=g)
+        out[f"gligen_x{i}"] = x
+        out[f"gligen_out{i}"] = patch(x, {"transformer_index": i})
+    return out
 
 
 def main(argv=None) -> int:
