@@ -3,8 +3,10 @@
 Single files in the original layout (``.safetensors``, or plain-tensor ``.ckpt``) are converted
 with diffusers' own LDM→diffusers key converters and built from configs we ship or that the file
 carries in its metadata, so nothing ever asks a hub for a config. diffusers-format folders load
-with ``from_pretrained(local_files_only=True)``. Models are built on the ``meta`` device and
-receive the checkpoint tensors directly, so a load costs one copy of the weights, not two.
+from their own configs and weight files. Models are built on the ``meta`` device (no random
+initialisation, which costs seconds for a full-size UNet) and receive the tensors of the
+memory-mapped file directly, cast only when the file's dtype is not the target's, so a load costs
+at most one copy of the weights.
 
 Formats are pluggable: a plugin returns :class:`ModelFormat` objects from
 ``register_model_formats`` and ``LoadCheckpoint`` asks each (highest ``priority`` first) whether
@@ -307,6 +309,45 @@ def _weights_variant(folder: Path) -> str | None:
     return "fp16" if not plain and any(".fp16." in n for n in names) else None
 
 
+def _folder_weight_files(folder: Path) -> list[Path]:
+    """The weight files of one diffusers model folder: single, sharded (index) or ``.bin``; the
+    ``fp16`` variant only when a folder has no full-precision weights (as :func:`_weights_variant`)."""
+    infix = ".fp16" if _weights_variant(folder) == "fp16" else ""
+    for ext in ("safetensors", "bin"):
+        single = folder / f"diffusion_pytorch_model{infix}.{ext}"
+        if single.is_file():
+            return [single]
+        index = folder / f"diffusion_pytorch_model{infix}.{ext}.index.json"
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            return [folder / name for name in shards]
+    return []
+
+
+def load_folder_model(cls: Any, folder: Path, dtype: torch.dtype, device: torch.device, what: str) -> torch.nn.Module:
+    """A diffusers model folder built on the ``meta`` device and given the file's tensors.
+
+    ``from_pretrained`` without ``accelerate`` first initialises every weight randomly (seconds for
+    a full-size UNet); this costs one read of the file. Folders whose weights do not match the
+    config by name (e.g. VAEs saved with pre-0.14 attention names) go through ``from_pretrained``,
+    which renames them.
+    """
+    files = _folder_weight_files(folder)
+    if files:
+        weights: dict[str, torch.Tensor] = {}
+        for file in files:
+            weights.update(open_weights(file).prefixed(""))
+        config = json.loads((folder / "config.json").read_text())
+        model = _on_meta(lambda: cls.from_config(config))
+        try:
+            _materialise(model, weights, dtype, what, folder.name, device)
+            return model
+        except CheckpointError as exc:
+            log.info("%s: %s; loading through from_pretrained", folder, exc)
+    model = cls.from_pretrained(folder, torch_dtype=dtype, local_files_only=True, variant=_weights_variant(folder))
+    return model.eval().requires_grad_(False).to(device)
+
+
 def load_diffusers_folder(folder: Path, settings: Settings) -> LoadedCheckpoint:
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -322,13 +363,9 @@ def load_diffusers_folder(folder: Path, settings: Settings) -> LoadedCheckpoint:
     device, dtype = device_and_dtype(settings)
     info = {"source": str(folder), "format": "diffusers", "config_source": str(folder), "detection": ["model_index.json"]}
     try:
-        unet = UNet2DConditionModel.from_pretrained(
-            folder, subfolder="unet", torch_dtype=dtype, local_files_only=True, variant=_weights_variant(folder / "unet")
-        )
+        unet = load_folder_model(UNet2DConditionModel, folder / "unet", dtype, device, "UNet")
         vae_dtype = _vae_dtype(cfg.vae, dtype)
-        vae_module = AutoencoderKL.from_pretrained(
-            folder, subfolder="vae", torch_dtype=vae_dtype, local_files_only=True, variant=_weights_variant(folder / "vae")
-        )
+        vae_module = load_folder_model(AutoencoderKL, folder / "vae", vae_dtype, device, "VAE")
         encoders, tokenizers = [], []
         for i, enc in enumerate(cfg.text_encoders):
             suffix = "" if i == 0 else f"_{i + 1}"
@@ -344,7 +381,6 @@ def load_diffusers_folder(folder: Path, settings: Settings) -> LoadedCheckpoint:
         raise
     except Exception as exc:
         raise CheckpointError(f"{folder.name}: cannot load diffusers folder: {exc}") from exc
-    unet = unet.eval().requires_grad_(False).to(device)
     model = DiffusionModel(
         unet=unet,
         scheduler_config=_scheduler_config(cfg),
@@ -353,7 +389,7 @@ def load_diffusers_folder(folder: Path, settings: Settings) -> LoadedCheckpoint:
         dtype=dtype,
         info={**info, **_latent_info(dict(vae_module.config), arch)},
     )
-    vae = Autoencoder(vae=vae_module.eval().requires_grad_(False).to(device), arch=arch, device=device, dtype=vae_dtype, info=dict(info))
+    vae = Autoencoder(vae=vae_module, arch=arch, device=device, dtype=vae_dtype, info=dict(info))
     clip = _text_encoder(arch, encoders, cfg.text_encoders, device, dtype, tokenizers=tokenizers, info=dict(info))
     return LoadedCheckpoint(model=model, clip=clip, vae=vae, arch=arch, config=cfg, info=info)
 
@@ -421,11 +457,11 @@ def load_vae(path: str | Path, settings: Settings) -> Autoencoder:
         try:
             config = json.loads((path / "config.json").read_text())
             vdtype = _vae_dtype(config, dtype)
-            module = AutoencoderKL.from_pretrained(path, torch_dtype=vdtype, local_files_only=True)
+            module = load_folder_model(AutoencoderKL, path, vdtype, device, "VAE")
         except Exception as exc:
             raise CheckpointError(f"{path.name}: cannot load VAE folder: {exc}") from exc
         arch = "sdxl" if abs(float(module.config.scaling_factor) - SCALING_FACTORS["sdxl"]) < 1e-6 else "sd1"
-        return Autoencoder(vae=module.eval().requires_grad_(False).to(device), arch=arch, device=device, dtype=vdtype,
+        return Autoencoder(vae=module, arch=arch, device=device, dtype=vdtype,
                            info={"source": str(path), "scaling_factor_source": "config.json"})
 
     weights = open_weights(path)

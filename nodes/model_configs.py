@@ -158,6 +158,34 @@ def load_shipped_config(name: str) -> ArchConfig:
     return read_config_folder(CONFIGS_DIR / name, source=name)
 
 
+def write_config_folder(cfg: ArchConfig, folder: Path) -> Path:
+    """Write ``cfg`` as a weightless diffusers-layout folder with the shipped vocabulary: what
+    diffusers' ``from_single_file(path, config=folder, local_files_only=True)`` needs to load a
+    single file offline (the reference our loader is compared with)."""
+    folder = Path(folder)
+    shipped = "sd2" if cfg.arch == "sd2" else cfg.arch
+    index = _read_json(CONFIGS_DIR / shipped / "model_index.json")
+    parts: dict[str, dict[str, Any]] = {
+        "unet/config.json": {"_class_name": "UNet2DConditionModel", **cfg.unet},
+        "vae/config.json": {"_class_name": "AutoencoderKL", **cfg.vae},
+        "scheduler/scheduler_config.json": {"_class_name": index["scheduler"][1], **cfg.scheduler},
+    }
+    for i, enc in enumerate(cfg.text_encoders):
+        suffix = "" if i == 0 else f"_{i + 1}"
+        parts[f"text_encoder{suffix}/config.json"] = {
+            **enc.config, "architectures": [enc.class_name], "model_type": "clip_text_model"
+        }
+        parts[f"tokenizer{suffix}/tokenizer_config.json"] = tokenizer_config(enc.pad_token)
+        for name in ("vocab.json", "merges.txt"):
+            (folder / f"tokenizer{suffix}").mkdir(parents=True, exist_ok=True)
+            (folder / f"tokenizer{suffix}" / name).write_bytes((TOKENIZER_DIR / name).read_bytes())
+    parts["model_index.json"] = index
+    for name, data in parts.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(json.dumps(data, indent=2) + "\n")
+    return folder
+
+
 def arch_of_unet_config(unet: dict[str, Any]) -> str:
     """Family of a diffusers UNet config: SDXL has text-time embeddings, SD2 1024-wide context."""
     if unet.get("addition_embed_type") == "text_time":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 
 import torch
-from scipy import integrate
 from torch import Tensor
 
 from latentgraph.nodes.sampling.kit import (
@@ -292,6 +291,8 @@ def lms_coefficient(order: int, ts, i: int, j: int) -> float:
         for k in others:
             value *= (tau - ts[i - k]) / (ts[i - j] - ts[i - k])
         return value
+
+    from scipy import integrate  # only the lms sampler needs scipy: not imported at start-up
 
     return integrate.quad(basis, ts[i], ts[i + 1], epsrel=1e-4)[0]
 
