@@ -25,7 +25,7 @@ import itertools
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +79,8 @@ class _Weight:
     loaded: bool = False
     #: Copied for one forward call; dropped when the call returns, never evicted meanwhile.
     transient: bool = False
+    #: How many models in a ``use`` block hold this weight (never evicted while > 0).
+    pins: int = 0
 
 
 @dataclass(eq=False)
@@ -146,15 +148,22 @@ class ModelMemory:
             models = list({id(m): self._register(m) for m in modules if m is not None}.values())
             stamp = next(self._clock)
             for model in models:
-                model.pinned += 1
+                self._pin(model, +1)
                 model.last_used = stamp
-            self._load(models)
         try:
+            with self._lock:
+                self._load(models)
             yield
         finally:
             with self._lock:
                 for model in models:
-                    model.pinned -= 1
+                    self._pin(model, -1)
+
+    @staticmethod
+    def _pin(model: _Model, sign: int) -> None:
+        model.pinned += sign
+        for w in model.weights:
+            w.pins += sign
 
     def master_of(self, module: Any) -> list[Any]:
         """The tensors that hold ``module``'s weights for good (what a cache should count): the
@@ -163,7 +172,7 @@ class ModelMemory:
             return [*module.parameters(), *module.buffers()]
         with self._lock:
             model = self._register(module)
-            self._fit(keep=())
+            self._fit()
             return [w.master for w in model.weights]
 
     def offload_all(self) -> int:
@@ -172,9 +181,9 @@ class ModelMemory:
             return 0
         with self._lock:
             self._purge()
-            before, busy = self._resident, self._pinned_weights()
+            before = self._resident
             for w in list(self._weights.values()):
-                if w.loaded and not w.transient and id(w) not in busy:
+                if w.loaded and not w.transient and not w.pins:
                     self._offload(w)
             return before - self._resident
 
@@ -263,7 +272,7 @@ class ModelMemory:
         if not missing:
             return
         need = sum(w.nbytes for w in missing.values())
-        self._fit(need=need, keep=self._pinned_weights())
+        self._fit(need)
         room = self.budget - self._resident
         if need <= room:
             for w in missing.values():
@@ -278,19 +287,15 @@ class ModelMemory:
                     if not w.loaded:
                         self._load_weight(w)
 
-    def _pinned_weights(self) -> set[int]:
-        return {id(w) for m in self._models.values() if m.pinned for w in m.weights}
-
-    def _fit(self, need: int = 0, keep: Iterable[int] = ()) -> None:
-        """Evict least recently used unpinned models until ``need`` more bytes fit."""
-        keep = set(keep)
+    def _fit(self, need: int = 0, spare: _Model | None = None) -> None:
+        """Evict least recently used models not in use (nor ``spare``) until ``need`` more bytes fit."""
         if self._resident + need <= self.budget:
             return
         for model in sorted(self._models.values(), key=lambda m: m.last_used):
-            if model.pinned:
+            if model.pinned or model is spare:
                 continue
             for w in model.weights:
-                if w.loaded and not w.transient and id(w) not in keep:
+                if w.loaded and not w.transient and not w.pins:
                     self._offload(w)
             if self._resident + need <= self.budget:
                 return
@@ -335,8 +340,7 @@ class ModelMemory:
             if not missing:
                 return
             owner = unit.owner() if unit.owner is not None else None
-            keep = self._pinned_weights() | {id(w) for w in (owner.weights if owner else unit.weights)}
-            self._fit(need=sum(w.nbytes for w in missing), keep=keep)
+            self._fit(sum(w.nbytes for w in missing), spare=owner)  # never the model now running
             for w in missing:
                 self._load_weight(w, transient=True)
             self._streaming.setdefault(id(module), []).extend(missing)
