@@ -6,7 +6,9 @@ cells, or ``("percentage", h, w, y, x)``), ``strength``, ``mask`` (+ ``mask_stre
 ``set_area_to_bounds``), ``start_percent`` / ``end_percent`` (the part of the run it applies
 to), SDXL sizes (``width``, ``height``, ``crop_w``, ``crop_h``, ``target_width``,
 ``target_height``, ``aesthetic_score``), ``control`` (a ControlNet / T2I-Adapter chain,
-:class:`latentgraph.nodes.control.residuals.Control`) with ``control_apply_to_uncond``.
+:class:`latentgraph.nodes.control.residuals.Control`) with ``control_apply_to_uncond``;
+``concat_latent_image`` / ``concat_mask``, ``unclip_conditioning`` and ``gligen`` (what
+instruct-pix2pix, inpainting, unCLIP and GLIGEN models read besides text: :mod:`.unet_inputs`).
 
 At every σ each side's entries are evaluated on their area (the UNet sees only that crop) and
 averaged, weighted by ``strength`` × mask (area edges feathered over up to 8 cells when there is
