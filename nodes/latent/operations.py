@@ -16,6 +16,7 @@ from torch import Tensor
 
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
+from latentgraph.nodes.image.filters import gaussian_kernel
 from latentgraph.nodes.latent.base import unary
 from latentgraph.registry import TypeSpec
 
@@ -24,14 +25,6 @@ LATENT_OPERATION = "LATENT_OPERATION"
 TYPES = [TypeSpec(LATENT_OPERATION, description="a function on latents: op(latent=tensor) → tensor")]
 
 Operation = Callable[..., Tensor]
-
-
-def gaussian_kernel(size: int, sigma: float) -> Tensor:
-    """A normalised ``size × size`` Gaussian on the grid [-1, 1]² (ComfyUI's sharpen/blur kernel)."""
-    axis = torch.linspace(-1.0, 1.0, size)
-    yy, xx = torch.meshgrid(axis, axis, indexing="ij")
-    g = torch.exp(-(xx * xx + yy * yy) / (2.0 * sigma * sigma))
-    return g / g.sum()
 
 
 def sharpen(latent: Tensor, radius: int, sigma: float, alpha: float) -> Tensor:

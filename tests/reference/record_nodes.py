@@ -264,6 +264,8 @@ def more_tensor_cases() -> list[tuple[str, dict]]:
     tonemap = call("LatentOperationTonemapReinhard", multiplier=0.6)
     c.append(("LatentApplyOperation/sharpen", call("LatentApplyOperation", samples=la, operation=sharpen)))
     c.append(("LatentApplyOperation/tonemap", call("LatentApplyOperation", samples=la, operation=tonemap)))
+    strong = call("LatentOperationSharpen", sharpen_radius=3, sigma=0.6, alpha=2.0)
+    c.append(("LatentApplyOperation/sharpen_strong", call("LatentApplyOperation", samples=la, operation=strong)))
     c.append(("ImageCrop", call("ImageCrop", image=A, x=3, y=2, width=6, height=20)))
     c.append(("ImageFlip", call("ImageFlip", image=A, flip_method="y-axis: horizontally")))
     c.append(("ImageRotate/90", call("ImageRotate", image=A, rotation="90 degrees")))
