@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from latentgraph.sizing import tensor_nbytes
+from latentgraph.sizing import copy_nbytes
 
 if TYPE_CHECKING:
     import torch
@@ -242,7 +242,7 @@ class ModelMemory:
         on_offload = _same_device(data.device, self.offload_device)
         master = data if on_offload else data.to(self.offload_device)
         w = _Weight(weakref.ref(tensor, lambda _r, key=id(tensor): self._dead.append(("weight", key))), master,
-                    tensor_nbytes(data))
+                    copy_nbytes(data))
         self._weights[id(tensor)] = w
         if not on_offload:
             if _same_device(data.device, self.device):

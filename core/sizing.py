@@ -49,12 +49,9 @@ def footprint(value: Any, module_weights: ModuleWeights | None = None) -> Footpr
     return fp
 
 
-def tensor_nbytes(t: Any) -> int:
-    """Bytes of ``t``'s whole storage (a view keeps all of it alive), or of its elements if unkeyed."""
-    try:
-        return int(t.untyped_storage().nbytes())
-    except (RuntimeError, NotImplementedError):
-        return int(t.numel() * t.element_size())
+def copy_nbytes(t: Any) -> int:
+    """Bytes a compact copy of ``t`` takes (a model's weight copied to a device), whatever its storage."""
+    return int(t.numel() * t.element_size())
 
 
 def nbytes_by_device(value: Any) -> dict[str, int]:
