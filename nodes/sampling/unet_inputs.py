@@ -221,7 +221,8 @@ def image_embedding(name: str, entries: Sequence[Mapping[str, Any]], dim: int, s
     generator = torch.Generator("cpu")
     parts = []
     for entry in entries:
-        embeds = entry["clip_vision_output"]["image_embeds"]
+        output = entry["clip_vision_output"]
+        embeds = output.get("image_embeds") if isinstance(output, Mapping) else getattr(output, "image_embeds", None)
         if not isinstance(embeds, Tensor) or embeds.shape[-1] != dim:
             got = tuple(embeds.shape) if isinstance(embeds, Tensor) else type(embeds).__name__
             raise NodeInputError(name, f"its CLIP image embedding has shape {got} but the model takes {dim}-wide "
