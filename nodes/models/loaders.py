@@ -122,8 +122,8 @@ class unCLIPCheckpointLoader(Node):  # noqa: N801 - ComfyUI's class name
         name="unCLIPCheckpointLoader",
         display_name="unCLIPCheckpointLoader",
         category="loaders",
-        description="Loads an unCLIP checkpoint's MODEL, CLIP and VAE. CLIP_VISION is empty (None) unless "
-        "the CLIP vision loader of this installation provides one; nodes that need it say so.",
+        description="Loads an unCLIP checkpoint's MODEL (an unCLIP UNet: it reads unCLIPConditioning), CLIP, VAE "
+        "and its image tower as CLIP_VISION (None if the file has none; nodes that need it say so).",
         inputs=(In("ckpt_name", "COMBO", choices=_choices("checkpoints")),),
         outputs=(Out("MODEL"), Out("CLIP"), Out("VAE"), Out("CLIP_VISION")),
     )
