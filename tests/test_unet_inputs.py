@@ -22,7 +22,7 @@ from tiny_sd import CPU, SD1_SCHEDULER, TOKENIZER_DIR, make_ctx, single_thread, 
 from latentgraph.errors import NodeInputError
 from latentgraph.nodes.components import DiffusionModel, TextEncoder
 from latentgraph.nodes.latent.inpaint import InpaintModelConditioning
-from latentgraph.nodes.latents import EmptyLatent, encode_images
+from latentgraph.nodes.latents import EmptyLatent
 from latentgraph.nodes.sampling import guidance
 from latentgraph.nodes.sampling.ksampler_nodes import KSampler
 from latentgraph.nodes.text.image_conditioning import InstructPixToPixConditioning, unCLIPConditioning
@@ -422,7 +422,8 @@ def test_unclip_checkpoint_loads_as_unclip_model_with_its_image_tower_and_sample
         torch.manual_seed(0)
         unet, vae, encoders = diffusers_state_dicts(cfg)
     state = original_state_dict(cfg, unet, vae, encoders)
-    assert state["model.diffusion_model.label_emb.0.0.weight"].shape == (unet["time_embedding.linear_1.weight"].shape[0], 32)
+    time_width = unet["time_embedding.linear_1.weight"].shape[0]
+    assert state["model.diffusion_model.label_emb.0.0.weight"].shape == (time_width, 32)
     state.update({f"embedder.model.{k}": v for k, v in to_openai(tiny_vision(width=64)).items()})
     env = Env(tmp_path)
     save_file({k: v.contiguous() for k, v in state.items()}, str(env.folder("checkpoints") / "tiny-unclip.safetensors"))
@@ -498,7 +499,8 @@ def test_unclip_embedding_matches_comfyui(comfy_ref):
 
 
 @pytest.mark.parametrize(("case", "channels", "extras", "run"), [
-    ("inpaint_given", 9, {"concat_latent_image": "concat_latent", "concat_mask": "pixel_mask"}, ("run_latent", "run_mask")),
+    ("inpaint_given", 9, {"concat_latent_image": "concat_latent", "concat_mask": "pixel_mask"},
+     ("run_latent", "run_mask")),
     ("inpaint_run", 9, {}, ("run_latent", "run_mask")),
     ("inpaint_blank", 9, {}, ("run_latent", None)),
     ("inpaint_odd", 9, {"concat_latent_image": "odd_latent", "concat_mask": "pixel_mask"}, ("run_latent", None)),

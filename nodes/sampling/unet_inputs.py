@@ -296,15 +296,18 @@ def _gligen(model: DiffusionModel, name: str, extras: Mapping[str, Any], downsca
     gligen.position_net.to(model.device, model.dtype)
     for _, fuser in gligen.fusers:
         fuser.to(model.device, model.dtype)
-    return GligenInput(gligen, placements, coords.to(model.device, model.dtype), embeddings.to(model.device, model.dtype),
-                       masks.to(model.device, model.dtype))
+    def put(t: Tensor) -> Tensor:
+        return t.to(model.device, model.dtype)
+
+    return GligenInput(gligen, placements, put(coords), put(embeddings), put(masks))
 
 
 def fuser_paths(model: DiffusionModel, name: str, gligen: Any) -> list[tuple[str, Any]]:
     """(diffusers transformer-block path, gated attention) for each of the GLIGEN's layers."""
     from latentgraph.nodes.original_layout import unet_module_map
 
-    to_diffusers = {orig: path for path, (orig, _) in unet_module_map(model.unet.config).items() if ".attentions." in path}
+    module_map = unet_module_map(model.unet.config)
+    to_diffusers = {orig: path for path, (orig, _) in module_map.items() if ".attentions." in path}
     out = []
     for block, fuser in gligen.fusers:
         head, _, rest = block.partition(".transformer_blocks.")
@@ -384,8 +387,9 @@ def call_kwargs(items: Sequence[Any], crops: Sequence[Tensor]) -> dict[str, Any]
     if first.gligen is not None:
         boxes = []
         for crop, i in zip(crops, inputs):  # divided by the crop's size, not moved to it (ComfyUI's rule)
-            size = torch.tensor([crop.shape[3], crop.shape[2]] * 2, dtype=i.gligen.boxes.dtype, device=i.gligen.boxes.device)
-            boxes.append(rows(i.gligen.boxes / size))
+            box = i.gligen.boxes
+            size = torch.tensor([crop.shape[3], crop.shape[2]] * 2, dtype=box.dtype, device=box.device)
+            boxes.append(rows(box / size))
         out["cross_attention_kwargs"] = {"gligen": {
             "boxes": torch.cat(boxes),
             "positive_embeddings": torch.cat([rows(i.gligen.embeddings) for i in inputs]),
