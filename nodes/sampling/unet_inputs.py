@@ -209,7 +209,8 @@ def _class_labels(model: DiffusionModel, name: str, extras: Mapping[str, Any], r
     width = int(model.unet.config.projection_class_embeddings_input_dim)
     if not entries:
         return torch.zeros(1, width, device=model.device, dtype=model.dtype)
-    out = image_embedding(name, entries, width // 2, run.seed, UNCLIP_MERGE_AUGMENTATION)
+    merge = float(extras.get("unclip_noise_augment_merge", UNCLIP_MERGE_AUGMENTATION))  # ComfyUI reads this key too
+    out = image_embedding(name, entries, width // 2, run.seed, merge)
     return out.to(model.device, model.dtype)
 
 
