@@ -68,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--dtype", choices=["auto", "fp32", "fp16", "bf16"], help="model dtype (default: fp16 on GPU, fp32 on CPU)")
     common.add_argument(
         "--device-budget", "--vram-budget", type=_byte_size, metavar="SIZE",
-        help="model weights allowed on the device at once, e.g. 6G; least recently used models are offloaded to"
-        " RAM, a model larger than this runs partly offloaded (default: $LATENTGRAPH_DEVICE_BUDGET, else no limit)",
+        help="model weights allowed on the device at once, e.g. 6G, or auto (the GPU's memory less a reserve);"
+        " least recently used models are offloaded to RAM, a model larger than this runs partly offloaded"
+        " (default: $LATENTGRAPH_DEVICE_BUDGET, else no limit)",
     )
     common.add_argument("--plugins-dir", help="folder of plugin modules (default: <data dir>/plugins)")
     common.add_argument("--no-plugins", action="store_true", help="load only the built-in nodes")
@@ -127,9 +128,11 @@ def make_engine(args: argparse.Namespace, workflow: str | None = None, **setting
     )
 
 
-def _byte_size(text: str) -> int:
+def _byte_size(text: str) -> int | str:
     from latentgraph.settings import parse_bytes
 
+    if text.strip().lower() == "auto":
+        return "auto"
     try:
         return parse_bytes(text)
     except (ValueError, KeyError):

@@ -43,3 +43,15 @@ def weights_device(settings: Any) -> torch.device:
     if getattr(settings, "device_budget", None) is not None:
         return torch.device(settings.offload_device)
     return pick_device(settings.device)
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Total memory of a GPU in bytes (MPS: what Metal recommends using), None for the CPU."""
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    if device.type == "mps":
+        recommended = getattr(getattr(torch, "mps", None), "recommended_max_memory", None)
+        return int(recommended()) if recommended is not None else None
+    return None

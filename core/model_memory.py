@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 
     from latentgraph.settings import Settings
 
+#: ``device_budget = "auto"`` leaves this much of the device's memory to activations and other
+#: tensors: a fifth, at least 1 GiB (a heuristic, not measured here: the project has no GPU).
+AUTO_RESERVE_SHARE = 0.2
+AUTO_RESERVE_MIN = 1024**3
+
 
 @dataclass
 class ModelStats:
@@ -133,9 +138,14 @@ class ModelMemory:
     def from_settings(cls, settings: Settings) -> ModelMemory:
         if settings.device_budget is None:
             return cls(settings.device)
-        from latentgraph.device import pick_device
+        from latentgraph.device import device_memory, pick_device
 
-        return cls(pick_device(settings.device), settings.device_budget, settings.offload_device)
+        device = pick_device(settings.device)
+        budget = settings.device_budget
+        if budget == "auto":  # what the device holds, less room for activations; nothing to manage on the CPU
+            total = device_memory(device)
+            budget = None if total is None else total - max(AUTO_RESERVE_MIN, int(total * AUTO_RESERVE_SHARE))
+        return cls(device, budget, settings.offload_device)
 
     # -- what nodes call ------------------------------------------------------------------------
     def use(self, *modules: Any) -> contextlib.AbstractContextManager[None]:

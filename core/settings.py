@@ -42,8 +42,9 @@ class Settings:
     #: Cache byte budget per device type ("cpu", "cuda", "mps").
     cache_budget: dict[str, int] = field(default_factory=lambda: {"cpu": 8 * GiB, "cuda": 6 * GiB, "mps": 4 * GiB})
     #: Bytes of model weights allowed on the compute device at once (None: no limit, models stay
-    #: where they were loaded). Over it, least recently used models go back to ``offload_device``.
-    device_budget: int | None = None
+    #: where they were loaded; "auto": the GPU's memory less a reserve for activations, none on
+    #: the CPU). Over it, least recently used models go back to ``offload_device``.
+    device_budget: int | str | None = None
     offload_device: str = "cpu"
 
     @classmethod
@@ -132,7 +133,9 @@ def parse_bytes(text: str) -> int:
     return int(float(number) * units[unit])
 
 
-def _device_budget(value: str | int | None) -> int | None:
+def _device_budget(value: str | int | None) -> int | str | None:
     if value is None or value == "" or str(value).lower() == "none":
         return None
+    if str(value).lower() == "auto":
+        return "auto"
     return value if isinstance(value, int) else parse_bytes(value)

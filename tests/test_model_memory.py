@@ -234,6 +234,10 @@ def test_the_budget_comes_from_the_flag_the_environment_or_the_config_file(tmp_p
     (tmp_path / "latentgraph.toml").write_text('device_budget = "2G"\n')
     assert Settings.from_env(tmp_path, environ={}).device_budget == 2 * GiB
     assert Settings.from_env(tmp_path / "elsewhere", environ={}).device_budget is None
+    # "auto": the GPU's memory less a reserve; nothing to manage on the CPU
+    assert _parser().parse_args(["run", "wf.json", "--device-budget", "auto"]).device_budget == "auto"
+    auto = Settings.from_env(tmp_path, environ={"LATENTGRAPH_DEVICE_BUDGET": "auto"}, device="cpu")
+    assert auto.device_budget == "auto" and not ModelMemory.from_settings(auto).active
 
 
 @pytest.mark.parametrize(("name", "sampled_with"), [
