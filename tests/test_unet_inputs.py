@@ -17,7 +17,7 @@ import torch
 
 from test_controlnet import close
 from test_parity import SEED, diffusers_scheduler
-from tiny_sd import CPU, SD1_SCHEDULER, TOKENIZER_DIR, make_ctx, single_thread, tiny_sd  # noqa: F401 (autouse fixture)
+from tiny_sd import CPU, SD1_SCHEDULER, TOKENIZER_DIR, make_ctx, random_conditioning, single_thread, tiny_sd  # noqa: F401 (autouse fixture)
 
 from latentgraph.errors import NodeInputError
 from latentgraph.nodes.components import DiffusionModel, TextEncoder
@@ -160,6 +160,23 @@ def test_inpainting_model_matches_inpaint_pipeline(sd1):
     blank = ksampler(model, [(pos, {})], [(neg, {})])  # no concat: "repaint everything" (mask 1, blank picture)
     assert (blank - expected).abs().max() > 0.05, "the mask and picture should change the result"
     close(ours, expected)
+
+
+def test_self_attention_guidance_runs_its_extra_pass_with_the_inpainting_channels(sd1):
+    """SAG's extra UNet pass re-uses the negative's recorded inputs, extra channels included: with
+    blur 0 that pass reproduces the negative exactly, so the result equals the unpatched run (a
+    pass without the 5 channels would not even fit the 9-channel UNet)."""
+    from latentgraph.nodes.models.self_attention import SelfAttentionGuidance
+
+    sd, _ = sd1
+    model = variant(sd, in_channels=9)
+    ctx, _ = make_ctx()
+    pos, neg = random_conditioning("sd1", seed=1), random_conditioning("sd1", seed=2)
+    mask = torch.zeros(1, SIZE, SIZE)
+    mask[:, 6:14, 8:16] = 1.0
+    p, n, _latent = InpaintModelConditioning().execute(ctx, pos, neg, sd.vae, picture(), mask, False)
+    (sag,) = SelfAttentionGuidance().execute(None, model, scale=3.0, blur_sigma=0.0)
+    close(ksampler(sag, p, n), ksampler(model, p, n))
 
 
 def test_inpainting_model_without_concat_reads_the_runs_latent_and_noise_mask(sd1):

@@ -312,12 +312,17 @@ def self_attention_guidance(model: DiffusionModel, scale: float, blur_sigma: flo
             "hidden": kw["encoder_hidden_states"][sl],
             "added": {k: v[sl] for k, v in added.items()} if added else None,
             "timestep_cond": kw["timestep_cond"][sl] if kw.get("timestep_cond") is not None else None,
+            # inpainting / instruct-pix2pix channels and the unCLIP embedding go into the extra
+            # pass too (GLIGEN grounding does not: its layers are attached per entry)
+            "concat": kw["c_concat"][sl] if kw.get("c_concat") is not None else None,
+            "class_labels": kw["class_labels"][sl] if kw.get("class_labels") is not None else None,
             "hw": tuple(x.shape[-2:]),
         }
         return out
 
     def post_cfg(args):
         from latentgraph.nodes.sampling.guidance import CondItem, apply_model
+        from latentgraph.nodes.sampling.unet_inputs import EntryInputs
 
         attn, uncond = state.pop("attn", None), state.pop("uncond", None)
         denoised, x = args["denoised"], args["input"]
@@ -329,7 +334,11 @@ def self_attention_guidance(model: DiffusionModel, scale: float, blur_sigma: flo
         uncond_pred = args["uncond_denoised"]
         grid = level_sizes(int(x.shape[-2]), int(x.shape[-1]), depth)[-1]
         degraded = blur_where_attended(uncond_pred, attn, grid, blur_sigma)
-        item = CondItem(hidden=uncond["hidden"], added=uncond["added"], timestep_cond=uncond["timestep_cond"])
+        extra = None
+        if uncond["concat"] is not None or uncond["class_labels"] is not None:
+            extra = EntryInputs(concat=uncond["concat"], class_labels=uncond["class_labels"])
+        item = CondItem(hidden=uncond["hidden"], added=uncond["added"], timestep_cond=uncond["timestep_cond"],
+                        unet_inputs=extra)
         state["own"] = True
         try:
             sag = apply_model(args["model"], [degraded + x - uncond_pred], args["sigma"], [item], [1])
