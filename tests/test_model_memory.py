@@ -190,6 +190,16 @@ def test_an_offloaded_model_still_runs_outside_a_use_scope():
     assert memory.stats().peak <= int(size * 1.5) and memory.stats().streamed > 0
 
 
+def test_free_leaves_a_model_in_use_on_the_device():
+    net = _tiny_net()
+    size = independent_bytes([net])
+    memory = ModelMemory("cpu", budget_bytes=size * 2)
+    with memory.use(net):
+        assert memory.offload_all() == 0  # a running node keeps its model
+        assert memory.stats().resident == size
+    assert memory.offload_all() == size and memory.stats().resident == 0
+
+
 def test_free_and_system_stats_report_and_offload_models(data_dir):
     settings = settings_for(data_dir, 40_000_000, "out-server")
 
