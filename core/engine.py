@@ -16,6 +16,7 @@ from latentgraph.model_memory import ModelMemory
 from latentgraph.registry import NodeRegistry
 from latentgraph.settings import Settings
 from latentgraph.validation import Graph, validate
+from latentgraph.validation_memo import ValidationMemo
 from latentgraph.workflow import Workflow, parse_json_text, parse_workflow
 
 
@@ -35,6 +36,8 @@ class Engine:
         #: reach it as ``ctx.memory``.
         self.memory = self.cache.memory if self.cache.memory is not None else ModelMemory.from_settings(settings)
         self.host = host
+        #: The last workflow validated: an identical re-run is not validated again.
+        self.memo = ValidationMemo(registry)
         self.executor = Executor(registry, self.cache, settings, host.lifecycle() if host is not None else None)
 
     @classmethod
@@ -71,6 +74,8 @@ class Engine:
 
     def check(self, workflow: Any, *, targets: Iterable[str] | None = None) -> tuple[Graph | None, ErrorReport]:
         """Parse and validate API-format JSON (text, dict or :class:`Workflow`)."""
+        targets = tuple(targets) if targets is not None else None
+        snapshot = None if isinstance(workflow, Workflow) else self.memo.snapshot(workflow)
         if isinstance(workflow, (str, bytes)):
             workflow, report = parse_json_text(workflow)
             if report:
@@ -78,12 +83,19 @@ class Engine:
         source = None
         if not isinstance(workflow, Workflow):
             source = workflow
+            if snapshot is not None and type(source) is dict:
+                graph = self.memo.recall(snapshot, targets, self.settings, source)
+                if graph is not None:
+                    return graph, ErrorReport()
             workflow, report = parse_workflow(workflow)
         else:
             report = ErrorReport()
         if report.error is not None:
             return None, report
-        return validate(workflow, self.registry, self.settings, report=report, targets=targets, source=source)
+        graph, report = validate(workflow, self.registry, self.settings, report=report, targets=targets, source=source)
+        if graph is not None and snapshot is not None:
+            self.memo.remember(snapshot, targets, self.settings, graph)
+        return graph, report
 
     def validate(self, workflow: Any, *, targets: Iterable[str] | None = None) -> Graph:
         graph, report = self.check(workflow, targets=targets)

@@ -47,6 +47,7 @@ from latentgraph.events import (
     NodeStarted,
     null_sink,
 )
+from latentgraph.cache_keys import needs_fingerprint, node_key
 from latentgraph.expansion import expand_node, resolve_expansion
 from latentgraph.list_values import ListValue, NodeOutputError, _as_list, _content_id, _items, _listed
 from latentgraph.node import Node, NodeResult
@@ -233,21 +234,15 @@ class Executor:
     def _keys(self, graph: Graph) -> dict[str, bytes]:
         """Merkle cache keys in dependency order."""
         keys: dict[str, bytes] = {}
-        fingerprints: dict[type[Node], bool] = {}
-        blake2b = _blake2b
+        fingerprinted: dict[type[Node], bool] = {}
+        nodes = graph.nodes
         for nid in graph.order:
-            node = graph.nodes[nid]
+            node = nodes[nid]
             node_type = node.node_type
-            spec = node_type.spec
-            parts = [spec.name, spec.version, node.literal_key]
-            for name, link in sorted(node.links.items()):
-                parts.append(f"{name}={keys[link.node_id].hex()}:{link.output}")
-            has_fp = fingerprints.get(node_type)
+            has_fp = fingerprinted.get(node_type)
             if has_fp is None:
-                has_fp = fingerprints[node_type] = node_type.fingerprint.__func__ is not Node.fingerprint.__func__
-            if has_fp or not spec.deterministic:
-                parts.append(self._fingerprint(node))
-            keys[nid] = blake2b("\x1f".join(parts).encode(), digest_size=16).digest()
+                has_fp = fingerprinted[node_type] = needs_fingerprint(node_type)
+            keys[nid] = node_key(node, keys, self._fingerprint(node) if has_fp else None)
         return keys
 
     def _fingerprint(self, node: PlannedNode) -> str:
@@ -266,7 +261,7 @@ class Executor:
         needed = set(graph.outputs)
         to_run: list[str] = []
         lazy_seen = False
-        get = self.cache.get
+        get, need = self.cache.get, needed.add
         for nid in reversed(graph.order):
             if nid not in needed:
                 continue
@@ -283,7 +278,8 @@ class Executor:
                 lazy_seen = True
                 needed.update(link.node_id for name, link in node.links.items() if name not in lazy)
             else:
-                needed.update(link.node_id for link in node.links.values())
+                for link in node.links.values():
+                    need(link.node_id)
         to_run.reverse()
         return values, to_run, lazy_seen
 
@@ -618,6 +614,7 @@ class Executor:
 
 async def _ready(value: Any) -> Any:
     return value
+
 
 
 

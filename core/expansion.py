@@ -4,21 +4,18 @@ any other node; the node's outputs are then read from it."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
+from latentgraph.cache_keys import needs_fingerprint, node_key
 from latentgraph.errors import ErrorReport
 from latentgraph.list_values import NodeOutputError
-from latentgraph.node import Node
 from latentgraph.run_state import _Calls, _NodeFailed, _Run
 from latentgraph.validation import PlannedNode, _ChoiceCache, _check_node
 from latentgraph.workflow import Link, Workflow, WorkflowNode, parse_workflow
 
 if TYPE_CHECKING:
     from latentgraph.executor import Executor
-
-_blake2b = hashlib.blake2b
 
 
 def expand_node(executor: Executor, run: _Run, node: PlannedNode, results: list[tuple[tuple, dict | None, Any]], state: _Calls) -> None:
@@ -120,13 +117,7 @@ def resolve_expansion(executor: Executor, node: PlannedNode, run: _Run) -> tuple
 
 
 def _key(executor: Executor, node: PlannedNode, keys: dict[str, bytes]) -> bytes:
-    spec = node.spec
-    parts = [spec.name, spec.version, node.literal_key]
-    for name, link in sorted(node.links.items()):
-        parts.append(f"{name}={keys[link.node_id].hex()}:{link.output}")
-    if node.node_type.fingerprint.__func__ is not Node.fingerprint.__func__ or not spec.deterministic:
-        parts.append(executor._fingerprint(node))
-    return _blake2b("\x1f".join(parts).encode(), digest_size=16).digest()
+    return node_key(node, keys, executor._fingerprint(node) if needs_fingerprint(node.node_type) else None)
 
 
 def _is_link(value: Any) -> bool:

@@ -39,6 +39,8 @@ class NodeRegistry:
     model_formats: dict[str, Any] = field(default_factory=dict)
     #: class type → name of the plugin that registered it.
     owners: dict[str, str] = field(default_factory=dict)
+    #: Counts registrations: a validation remembered at one generation is stale at another.
+    generation: int = 0
 
     def __post_init__(self) -> None:
         for name in sorted(CORE_CONNECTION_TYPES | WIDGET_TYPES):
@@ -76,6 +78,7 @@ class NodeRegistry:
         for old_class, markers in spec.legacy_forms:
             self.legacy.setdefault(old_class, []).append((frozenset(markers), spec.name))
         self.owners[spec.name] = plugin
+        self.generation += 1
 
     def register_all(self, node_types: Iterable[type[Node]], plugin: str = "latentgraph") -> None:
         for node_cls in node_types:
@@ -114,6 +117,7 @@ class NodeRegistry:
         if spec.name in self.types:
             raise RegistrationError(f"type '{spec.name}' is already registered")
         self.types[spec.name] = spec
+        self.generation += 1
 
     def compatible(self, output_type: str, input_type: str) -> bool:
         """Whether an output of ``output_type`` may feed an input declared as ``input_type``."""

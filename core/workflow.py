@@ -124,6 +124,10 @@ def parse_workflow(data: Any) -> tuple[Workflow, ErrorReport]:
             continue
         inputs: dict[str, Any] = {}
         for name, value in raw_inputs.items():
+            kind = type(value)
+            if kind is str or kind is int or kind is float or kind is bool:  # most literals
+                inputs[name] = value
+                continue
             parsed = _parse_value(value)
             if isinstance(parsed, ErrorDetail):
                 parsed.extra_info["input_name"] = name
