@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from latentgraph.device import weights_device
 from latentgraph.nodes.checkpoint_files import CheckpointError, open_weights
 from latentgraph.nodes.checkpoints import _materialise, _on_meta, device_and_dtype
 from latentgraph.nodes.components import DiffusionModel
@@ -30,11 +31,12 @@ def load_control_file(path: str | Path, settings: Settings, model: DiffusionMode
     path = Path(path)
     weights = open_weights(path)
     device, dtype = device_and_dtype(settings)
+    load_to = weights_device(settings)  # RAM when a device budget is set: the model memory copies it over
     prefix = layout.controlnet_prefix(weights)
     if prefix is not None:
-        return _load_controlnet(weights, prefix, device, dtype, model)
+        return _load_controlnet(weights, prefix, device, dtype, model, load_to)
     if layout.is_t2i_adapter(weights):
-        return _load_adapter(weights, device, dtype)
+        return _load_adapter(weights, device, dtype, load_to)
     if "controlnet_cond_embedding.conv_in.weight" in weights:
         raise CheckpointError(f"{path.name}: a ControlNet in diffusers' naming; convert it to the original layout "
                               "(or load the diffusers folder's weights with their config) — this loader reads the "
@@ -43,7 +45,8 @@ def load_control_file(path: str | Path, settings: Settings, model: DiffusionMode
                           "or adapter weights)")
 
 
-def _load_controlnet(weights, prefix: str, device: torch.device, dtype: torch.dtype, model: DiffusionModel | None) -> ControlNet:
+def _load_controlnet(weights, prefix: str, device: torch.device, dtype: torch.dtype, model: DiffusionModel | None,
+                     load_to: torch.device | None = None) -> ControlNet:
     from diffusers import ControlNetModel
 
     name = weights.path.name
@@ -54,7 +57,7 @@ def _load_controlnet(weights, prefix: str, device: torch.device, dtype: torch.dt
         tensors = _add_base_weights(tensors, model, name)
     net = _on_meta(lambda: ControlNetModel.from_config(config))
     state = layout.original_to_diffusers(tensors, config, list(net.state_dict()), name)
-    _materialise(net, state, dtype, "ControlNet", name, device)
+    _materialise(net, state, dtype, "ControlNet", name, load_to or device)
     stem = weights.path.stem
     info = {"source": name, "diff": diff}
     return ControlNet(
@@ -78,7 +81,7 @@ def _add_base_weights(tensors: dict[str, torch.Tensor], model: DiffusionModel | 
     return out
 
 
-def _load_adapter(weights, device: torch.device, dtype: torch.dtype) -> ControlNet:
+def _load_adapter(weights, device: torch.device, dtype: torch.dtype, load_to: torch.device | None = None) -> ControlNet:
     from diffusers import T2IAdapter
 
     name = weights.path.name
@@ -86,7 +89,7 @@ def _load_adapter(weights, device: torch.device, dtype: torch.dtype) -> ControlN
     net = _on_meta(lambda: T2IAdapter.from_config(config))
     expected = list(net.state_dict())
     state = layout.adapter_from_file(weights.tensors(weights.keys), config, expected, name)
-    _materialise(net, state, dtype, "T2I-Adapter", name, device)
+    _materialise(net, state, dtype, "T2I-Adapter", name, load_to or device)
     xl = config.get("adapter_type") == "full_adapter_xl"
     return ControlNet(model=net, kind="t2i_adapter", arch="sdxl" if xl else None, device=device, dtype=dtype,
                       info={"source": name})
