@@ -476,21 +476,23 @@ CROP_METHODS = ("disabled", "center")
 
 
 def center_crop_to_aspect(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Crop ``[B, C, H, W]`` around the centre to the aspect ratio ``width:height``."""
+    """Crop ``[B, C, H, W]`` around the centre to the aspect ratio ``width:height``: the same
+    margin, rounded, off both sides (ComfyUI's rule, so odd leftovers fall as its do)."""
     src_h, src_w = samples.shape[-2:]
-    if src_w * height > width * src_h:  # too wide
-        new_w = max(1, round(src_h * width / height))
-        x = (src_w - new_w) // 2
-        return samples[..., :, x : x + new_w]
-    if src_w * height < width * src_h:  # too tall
-        new_h = max(1, round(src_w * height / width))
-        y = (src_h - new_h) // 2
-        return samples[..., y : y + new_h, :]
+    old, new = src_w / src_h, width / height
+    if old > new:  # too wide
+        x = round((src_w - src_w * (new / old)) / 2)
+        return samples[..., :, x : src_w - x]
+    if old < new:  # too tall
+        y = round((src_h - src_h * (old / new)) / 2)
+        return samples[..., y : src_h - y, :]
     return samples
 
 
 def resize(samples: torch.Tensor, width: int, height: int, method: str) -> torch.Tensor:
-    """Resize ``[B, C, H, W]`` float samples; lanczos goes through Pillow in float mode."""
+    """Resize ``[B, C, H, W]`` float samples as ComfyUI's ``common_upscale`` does, pixel for pixel:
+    torch's interpolation unclamped (bicubic may overshoot 0..1 a little, as ComfyUI's does), and
+    lanczos through Pillow on the 8-bit picture."""
     if method not in UPSCALE_METHODS:
         raise NodeInputError("upscale_method", f"'{method}' is not one of {', '.join(UPSCALE_METHODS)}")
     dtype = samples.dtype
@@ -501,18 +503,26 @@ def resize(samples: torch.Tensor, width: int, height: int, method: str) -> torch
         out = F.interpolate(work, size=(height, width), mode=method, align_corners=False)
     else:
         out = F.interpolate(work, size=(height, width), mode=method)
-    return out.clamp(0.0, 1.0).to(dtype)
+    return out.to(dtype)
 
 
 def _lanczos(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Pillow's lanczos on the picture clipped and truncated to 8 bits, back in 0..1 (ComfyUI's
+    route, so its pixels are ours). RGB and RGBA go through Pillow as one picture (RGBA resizing
+    weights colours by alpha); other channel counts plane by plane."""
     import numpy as np
 
-    cpu = samples.detach().cpu()
-    planes = []
-    for plane in cpu.reshape(-1, *cpu.shape[-2:]):
-        resized = Image.fromarray(plane.numpy(), mode="F").resize((width, height), Image.Resampling.LANCZOS)
-        planes.append(torch.from_numpy(np.array(resized)))
-    return torch.stack(planes).reshape(*cpu.shape[:-2], height, width).to(samples.device)
+    eight_bit = (samples.detach().cpu().movedim(1, -1).numpy() * 255.0).clip(0, 255).astype(np.uint8)
+    channels = eight_bit.shape[-1]
+    out = []
+    for picture in eight_bit:
+        if channels in (3, 4):
+            resized = np.array(Image.fromarray(picture).resize((width, height), Image.Resampling.LANCZOS))
+        else:
+            resized = np.stack([np.array(Image.fromarray(np.ascontiguousarray(picture[..., c])).resize(
+                (width, height), Image.Resampling.LANCZOS)) for c in range(channels)], axis=-1)
+        out.append(torch.from_numpy(resized.astype(np.float32) / 255.0))
+    return torch.stack(out).movedim(-1, 1).to(samples.device)
 
 
 def target_size(src_w: int, src_h: int, width: int, height: int) -> tuple[int, int]:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.components import Autoencoder, DiffusionModel
+from latentgraph.nodes.images import center_crop_to_aspect
 from latentgraph.nodes.sampling.forward_noise import NOISE_KEY
 
 DOWNSCALE_KEY = "downscale"
@@ -213,45 +214,62 @@ class VAEDecode(Node):
 UPSCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")
 
 
-def _slerp_axis(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
-    """Resize along one spatial axis by spherical interpolation of the channel vectors."""
-    n = x.shape[dim]
-    pos = ((torch.arange(size, dtype=torch.float32) + 0.5) * n / size - 0.5).clamp(0, n - 1)
-    lo = pos.floor().long()
-    hi = (lo + 1).clamp(max=n - 1)
-    t = (pos - lo.float()).to(x.dtype)
-    a, b = x.index_select(dim, lo), x.index_select(dim, hi)
-    shape = [1] * x.ndim
-    shape[dim] = size
-    t = t.view(shape)
-    na, nb = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)
-    ua, ub = a / na.clamp_min(1e-8), b / nb.clamp_min(1e-8)
-    omega = (ua * ub).sum(dim=1, keepdim=True).clamp(-1.0, 1.0).acos()
+def _sample_positions(n: int, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where each of ``size`` outputs samples ``n`` inputs: (lower index, upper index, weight of
+    the upper). Taken from torch's own bilinear resize of the indices, so positions round exactly
+    as bilinear interpolation's (and ComfyUI's bislerp's) do."""
+    index = torch.arange(n, dtype=torch.float32).view(1, 1, 1, n)
+    pos = F.interpolate(index, size=(1, size), mode="bilinear").view(size)
+    upper = (index + 1).view(n)
+    upper[-1] = n - 1
+    hi = F.interpolate(upper.view(1, 1, 1, n), size=(1, size), mode="bilinear").view(size)
+    return pos.long(), hi.long(), pos - pos.floor()
+
+
+def _slerp_rows(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation of channel vectors (rows of ``[N, C]``), lengths interpolated
+    linearly; (nearly) parallel rows keep ``a``, opposite ones are blended linearly."""
+    na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
+    ua = torch.where(na == 0, torch.zeros_like(a), a / na)
+    ub = torch.where(nb == 0, torch.zeros_like(b), b / nb)
+    dot = (ua * ub).sum(-1)
+    omega = dot.acos()
     so = omega.sin()
-    safe = so.abs() > 1e-4
-    wa = torch.where(safe, ((1 - t) * omega).sin() / so.where(safe, torch.ones_like(so)), 1 - t)
-    wb = torch.where(safe, (t * omega).sin() / so.where(safe, torch.ones_like(so)), t)
-    return (wa * ua + wb * ub) * (na * (1 - t) + nb * t)
+    wa = (((1.0 - t.squeeze(-1)) * omega).sin() / so).unsqueeze(-1)
+    wb = ((t.squeeze(-1) * omega).sin() / so).unsqueeze(-1)
+    out = (wa * ua + wb * ub) * (na * (1.0 - t) + nb * t)
+    parallel, opposite = (dot > 1 - 1e-5).unsqueeze(-1), (dot < 1e-5 - 1).unsqueeze(-1)
+    out = torch.where(parallel, a, out)
+    return torch.where(opposite, a * (1.0 - t) + b * t, out)
+
+
+def _slerp_axis(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """Resize ``[B, C, H, W]`` along one spatial axis by spherical interpolation of the channel
+    vectors (bislerp), computed on ``[N, C]`` rows."""
+    lo, hi, t = _sample_positions(x.shape[dim], size)
+    a = x.index_select(dim, lo).movedim(1, -1)
+    b = x.index_select(dim, hi).movedim(1, -1)
+    shape = [1] * a.ndim
+    shape[dim - 1] = size
+    weights = t.view(shape).expand(*a.shape[:-1], 1)
+    c = a.shape[-1]
+    out = _slerp_rows(a.reshape(-1, c), b.reshape(-1, c), weights.reshape(-1, 1))
+    return out.reshape(a.shape).movedim(-1, 1)
 
 
 def resize_latents(samples: torch.Tensor, width: int, height: int, method: str, crop: str) -> torch.Tensor:
     """Resize ``[B, C, h, w]`` to ``[B, C, height, width]`` (latent cells), optionally centre-cropped."""
     if crop == "center":
-        h, w = samples.shape[2], samples.shape[3]
-        old_aspect, new_aspect = w / h, width / height
-        if old_aspect > new_aspect:
-            keep = round(h * new_aspect)
-            off = (w - keep) // 2
-            samples = samples[:, :, :, off : off + keep]
-        elif old_aspect < new_aspect:
-            keep = round(w / new_aspect)
-            off = (h - keep) // 2
-            samples = samples[:, :, off : off + keep, :]
+        samples = center_crop_to_aspect(samples, width, height)
     x = samples.float()
     if method == "bislerp":
         return _slerp_axis(_slerp_axis(x, width, 3), height, 2).to(samples.dtype)
     kwargs = {"align_corners": False} if method in ("bilinear", "bicubic") else {}
     return F.interpolate(x, size=(height, width), mode=method, **kwargs).to(samples.dtype)
+
+
+#: LatentUpscale never makes a side smaller than this many latent cells (ComfyUI's 64 px).
+MIN_UPSCALE_CELLS = 8
 
 
 class LatentUpscale(Node):
@@ -280,24 +298,28 @@ class LatentUpscale(Node):
         spec = samples.get(EMPTY_KEY)
         pending = isinstance(spec, EmptyLatentSpec) and samples["samples"] is spec.placeholder
         current = samples["samples"]
-        src_w = spec.width if pending else current.shape[3] * f
-        src_h = spec.height if pending else current.shape[2] * f
+        cells_w = spec.width // DEFAULT_DOWNSCALE if pending else current.shape[3]
+        cells_h = spec.height // DEFAULT_DOWNSCALE if pending else current.shape[2]
         width, height = int(width), int(height)
         if width == 0 and height == 0:
             return (samples,)
+        # ComfyUI's rule: at least 8 cells a side (64 px at SD's scale); a 0 side follows the
+        # aspect ratio, rounded in pixels, then floored to whole cells
+        least = MIN_UPSCALE_CELLS * f
         if width == 0:
-            width = max(f, round(src_w * height / src_h / f) * f)
+            height = max(least, height)
+            width = max(least, round(cells_w * height / cells_h))
         elif height == 0:
-            height = max(f, round(src_h * width / src_w / f) * f)
-        for name, value in (("width", width), ("height", height)):
-            if value < f:
-                raise NodeInputError(name, f"{value} is smaller than one latent cell ({f} pixels)")
+            width = max(least, width)
+            height = max(least, round(cells_h * width / cells_w))
+        else:
+            width, height = max(least, width), max(least, height)
         if pending:
             # Still empty: resizing zeros is just a new size, decided by the model later.
             placeholder = torch.zeros(spec.batch_size, current.shape[1], height // DEFAULT_DOWNSCALE, width // DEFAULT_DOWNSCALE)
             new_spec = EmptyLatentSpec(width, height, spec.batch_size, placeholder)
             return ({**plain_latent(samples, placeholder), EMPTY_KEY: new_spec},)
-        resized = resize_latents(current, max(1, width // f), max(1, height // f), upscale_method, crop)
+        resized = resize_latents(current, width // f, height // f, upscale_method, crop)
         return (plain_latent(samples, resized),)
 
 

@@ -37,26 +37,8 @@ BARS = {"tensor": 1e-6, "sampling": 1e-5}
 
 pytestmark = pytest.mark.skipif(not (DATA / "nodes.json").exists(), reason="node reference data not recorded")
 
-#: Cases latentgraph gets wrong where the fix belongs to another module's owner: case → reason.
-#: xfail(strict): the fix flips them.
-_BICUBIC = ("latentgraph.nodes.images.resize clamps bicubic results to 0..1; ComfyUI's common_upscale does not "
-            "(its output reaches -0.16..1.16 here)")
-_LANCZOS = ("latentgraph.nodes.images.resize runs lanczos on float planes; ComfyUI clips to 0..1, truncates to "
-            "uint8, resizes the 8-bit RGB picture with Pillow and divides by 255 (max diff 0.126 at x1.5)")
-XFAIL: dict[str, str] = {
-    "ImageBlend/resized": "image2 is resized bicubic first: " + _BICUBIC,
-    "ImageScale/bicubic_keep_ratio": _BICUBIC,
-    "ImageScaleBy/bicubic/1.5": _BICUBIC,
-    "ImageScaleBy/lanczos/0.45": _LANCZOS,
-    "ImageScaleBy/lanczos/1.5": _LANCZOS,
-    "ImageStitch/right_spacing": "match_image_size resizes image2 with lanczos: " + _LANCZOS,
-    "LatentUpscale/bislerp_center": "ComfyUI's LatentUpscale raises width and height to at least 64 px "
-                                    "(max(64, ·)); latentgraph's (nodes/latents.py) keeps 40 px: 5 rows vs 8",
-    "LatentUpscaleBy/bislerp/0.6": "nodes/latents.py's bislerp differs by 1.1e-6 relative (bar 1e-6): its width "
-                                   "pass agrees to 1 ulp, its height pass by 2.7e-6 (float32 norms and dots reduced "
-                                   "in another order than ComfyUI's [N, C] rows, amplified by acos near parallel "
-                                   "vectors)",
-}
+#: Cases latentgraph knowingly gets wrong: case → reason (xfail(strict): a fix flips them). None today.
+XFAIL: dict[str, str] = {}
 
 #: LATENT keys that are latentgraph's own bookkeeping (ComfyUI's nodes never write them).
 OWN_LATENT_KEYS = {"downscale"}

@@ -312,7 +312,9 @@ def scale(image, method="bilinear", width=0, height=0, crop="disabled"):
 def test_scale_methods_give_requested_size_in_range(method):
     out = scale(gradient(batch=2, height=8, width=12), method, width=30, height=20)
     assert out.shape == (2, 20, 30, 3)
-    assert out.min() >= 0 and out.max() <= 1
+    # bicubic overshoots at edges, unclamped like ComfyUI's (its ringing stays well inside ±0.2)
+    low, high = (-0.2, 1.2) if method == "bicubic" else (0.0, 1.0)
+    assert out.min() >= low and out.max() <= high
     assert torch.allclose(out.mean(), gradient(height=8, width=12).mean(), atol=0.03)
 
 

@@ -120,9 +120,17 @@ def test_bislerp_keeps_constant_vectors():
 
 
 def test_upscaling_an_empty_latent_keeps_it_model_sized(sd, ctx):
-    latent = EmptyLatent().execute(ctx, 32, 32, 1)[0]
-    up = LatentUpscale().execute(ctx, latent, "bilinear", 48, 32, "disabled")[0]
-    assert ksample(sd, up)["samples"].shape == (1, 4, 16, 24)
+    latent = EmptyLatent().execute(ctx, 64, 64, 1)[0]
+    up = LatentUpscale().execute(ctx, latent, "bilinear", 96, 64, "disabled")[0]
+    assert ksample(sd, up)["samples"].shape == (1, 4, 32, 48)
+
+
+def test_latent_upscale_never_goes_below_eight_cells_a_side(sd, ctx):
+    """ComfyUI's floor of 64 px (8 cells at SD's scale); a 0 side keeps the aspect ratio."""
+    latent = VAEEncode().execute(ctx, torch.rand(1, 16, 32, 3), sd.vae)[0]  # 8x16 cells of 2 px
+    assert LatentUpscale().execute(ctx, latent, "bilinear", 4, 4, "disabled")[0]["samples"].shape == (1, 4, 8, 8)
+    assert LatentUpscale().execute(ctx, latent, "bilinear", 0, 10, "disabled")[0]["samples"].shape == (1, 4, 8, 16)
+    assert LatentUpscale().execute(ctx, latent, "bilinear", 64, 0, "disabled")[0]["samples"].shape == (1, 4, 16, 32)
 
 
 def test_upscale_drops_the_noise_record(sd, ctx):
