@@ -43,7 +43,13 @@ from latentgraph.nodes.model_configs import (
     load_shipped_config,
     read_config_folder,
 )
-from latentgraph.nodes.original_layout import TEXT_ENCODER_PREFIXES, UNET_PREFIX, VAE_PREFIX, vae_to_original
+from latentgraph.nodes.original_layout import (
+    TEXT_ENCODER_PREFIXES,
+    UNET_PREFIX,
+    VAE_PREFIX,
+    open_clip_from_original,
+    vae_to_original,
+)
 from latentgraph.settings import Settings
 
 __all__ = [
@@ -190,11 +196,10 @@ def build_text_encoder(
     cls = _text_model_class(enc.class_name)
     config = CLIPTextConfig(**enc.config)
     model = _on_meta(lambda: cls(config))
-    sfu = _converters()
-    if enc.layout == "open_clip":
-        converted = sfu.convert_open_clip_checkpoint(model, weights, prefix=prefix)
+    if enc.layout == "open_clip":  # ours: diffusers' converter copies every q/k/v projection
+        converted = open_clip_from_original(weights, prefix)
     else:
-        converted = sfu.convert_ldm_clip_checkpoint(weights, remove_prefix=prefix)
+        converted = _converters().convert_ldm_clip_checkpoint(weights, remove_prefix=prefix)
     weights.clear()
     # Files (and transformers >= 5.6's CLIPTextModel) may or may not nest weights under "text_model."
     converted = {k.removeprefix("text_model."): v for k, v in converted.items()}

@@ -200,6 +200,43 @@ def open_clip_to_original(state_dict: Mapping[str, torch.Tensor], prefix: str) -
     return out
 
 
+def open_clip_from_original(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`open_clip_to_original`: Hugging Face CLIP names (under ``text_model.``
+    except ``text_projection.weight``) for the OpenCLIP tensors under ``prefix``.
+
+    The fused q/k/v projection is split into views, not copies, so an fp16 model keeps pointing at
+    the mapped file and a cast copies each weight once. Keys the HF model has no place for
+    (``logit_scale``, ``attn_mask``) are left out.
+    """
+    renames = {new: old for old, new in _OPEN_CLIP_LAYER.items()}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix):]
+        if name == "token_embedding.weight":
+            out["text_model.embeddings.token_embedding.weight"] = value
+        elif name == "positional_embedding":
+            out["text_model.embeddings.position_embedding.weight"] = value
+        elif name.startswith("ln_final."):
+            out["text_model.final_layer_norm." + name.rsplit(".", 1)[1]] = value
+        elif name == "text_projection":
+            out["text_projection.weight"] = value.T
+        elif name.startswith("transformer.resblocks."):
+            _, _, index, rest = name.split(".", 3)
+            layer = f"text_model.encoder.layers.{index}."
+            if rest.startswith("attn.in_proj_"):
+                kind = rest.rsplit("_", 1)[1]
+                for qkv, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
+                    out[f"{layer}self_attn.{qkv}.{kind}"] = part
+            else:
+                for old, new in renames.items():
+                    if rest.startswith(old + "."):
+                        out[layer + new + rest[len(old):]] = value
+                        break
+    return out
+
+
 def text_encoder_to_original(state_dict: Mapping[str, torch.Tensor], prefix: str, layout: str) -> dict[str, torch.Tensor]:
     if layout == "open_clip":
         return open_clip_to_original(state_dict, prefix)
