@@ -15,7 +15,7 @@ from latentgraph.nodes.image import NODES
 from latentgraph.nodes.image.alpha import JoinImageWithAlpha, SplitImageWithAlpha, join_alpha, split_alpha
 from latentgraph.nodes.image.batch import RebatchImages, batch_images, from_batch, rebatch, repeat_batch
 from latentgraph.nodes.image.blend import ImageBlend, add_noise, blend, blend_mode, invert
-from latentgraph.nodes.image.common import comfy_center_crop, match_channels
+from latentgraph.nodes.image.common import center_crop_to_aspect, match_channels
 from latentgraph.nodes.image.compositing import (
     PORTER_DUFF_MODES,
     ImageCompositeMasked,
@@ -194,9 +194,9 @@ def test_resize_and_pad_centres_the_image():
     assert black[0, :, 2:4].min() == 1.0 and black[0, :, :2].max() == 0.0 and black[0, :, 4:].max() == 0.0
 
 
-def test_comfy_center_crop_keeps_comfyui_rounding():
+def test_center_crop_keeps_comfyui_rounding():
     x = torch.arange(8.0).reshape(1, 1, 1, 8).expand(1, 1, 3, 8)
-    assert comfy_center_crop(x, 1, 1).shape[-1] == 4  # round(2.5) = 2 columns off each side
+    assert center_crop_to_aspect(x, 1, 1).shape[-1] == 4  # round(2.5) = 2 columns off each side
 
 
 # -- batches ------------------------------------------------------------------------------------

@@ -179,6 +179,26 @@ def test_self_attention_guidance_runs_its_extra_pass_with_the_inpainting_channel
     close(ksampler(sag, p, n), ksampler(model, p, n))
 
 
+def test_ksampler_hands_an_inpainting_model_the_runs_latent_and_noise_mask(sd1):
+    """Through KSampler (not by calling the preparation directly): a LATENT with a noise mask and
+    conditioning without concat_* samples exactly as conditioning that carries that latent and mask."""
+    sd, _ = sd1
+    model = variant(sd, in_channels=9)
+    ctx, _ = make_ctx()
+    latent = torch.randn(1, 4, SIZE // 2, SIZE // 2, generator=torch.Generator().manual_seed(4))
+    mask = torch.zeros(1, 1, SIZE // 2, SIZE // 2)
+    mask[..., 2:6, 1:7] = 1.0
+    pos, neg = random_conditioning("sd1", seed=1), random_conditioning("sd1", seed=2)
+    carried = {"concat_latent_image": latent, "concat_mask": mask}
+    with_concat = [[(e, {**x, **carried}) for e, x in side] for side in (pos, neg)]
+    masked = {"samples": latent, "noise_mask": mask}
+    got = KSampler().execute(ctx, model, SEED, STEPS, CFG, *SAMPLER, pos, neg, masked, 0.8)[0]["samples"]
+    want = KSampler().execute(ctx, model, SEED, STEPS, CFG, *SAMPLER, *with_concat, masked, 0.8)[0]["samples"]
+    blank = KSampler().execute(ctx, model, SEED, STEPS, CFG, *SAMPLER, pos, neg, {"samples": latent}, 0.8)[0]["samples"]
+    assert torch.equal(got, want)
+    assert (got - blank).abs().max() > 0.05
+
+
 def test_inpainting_model_without_concat_reads_the_runs_latent_and_noise_mask(sd1):
     """ComfyUI's fallback: no concat_* in the conditioning → the run's noise mask and input latent."""
     from latentgraph.nodes.sampling.run import process_latent_in

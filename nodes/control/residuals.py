@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from latentgraph.nodes.image.common import comfy_center_crop
+from latentgraph.nodes.images import center_crop_to_aspect
 
 #: Hint resampling (ComfyUI's ``upscale_algorithm`` for these nets).
 UPSCALE_MODE = "nearest-exact"
@@ -119,7 +119,7 @@ def resize_center(image: Tensor, height: int, width: int) -> Tensor:
     old_h, old_w = image.shape[-2:]
     if (old_h, old_w) == (height, width):
         return image
-    image = comfy_center_crop(image, width, height)
+    image = center_crop_to_aspect(image, width, height)
     return F.interpolate(image, size=(height, width), mode=UPSCALE_MODE)
 
 

@@ -13,14 +13,14 @@ import torch
 from torch import Tensor
 
 from latentgraph.errors import NodeInputError
-from latentgraph.nodes.images import MAX_RESOLUTION, UPSCALE_METHODS, resize
+from latentgraph.nodes.images import MAX_RESOLUTION, UPSCALE_METHODS, center_crop_to_aspect, resize
 
 __all__ = [
     "MAX_RESOLUTION",
     "UPSCALE_METHODS",
     "check_choice",
     "check_image",
-    "comfy_center_crop",
+    "center_crop_to_aspect",
     "crop_dims",
     "flip_dims",
     "match_channels",
@@ -46,23 +46,6 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...] | list[str]) ->
     return value
 
 
-def comfy_center_crop(samples: Tensor, width: int, height: int) -> Tensor:
-    """ComfyUI's ``crop="center"`` of ``[..., H, W]`` before a resize to ``width × height``: the same
-    number of rows (or columns) off each side, ``round((old − old·new_aspect/old_aspect) / 2)``.
-
-    Unlike ``images.center_crop_to_aspect`` this can keep a pixel more than the exact aspect
-    (e.g. 8×3 → square keeps 4 columns, not 3); nodes that ComfyUI crops this way use it so their
-    results match."""
-    old_h, old_w = samples.shape[-2:]
-    old_aspect, new_aspect = old_w / old_h, width / height
-    x = y = 0
-    if old_aspect > new_aspect:
-        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-    return samples[..., y : old_h - y, x : old_w - x]
-
-
 def crop_dims(t: Tensor, x: int, y: int, width: int, height: int, h_dim: int, w_dim: int) -> Tensor:
     """Rows ``[y, y + height)`` and columns ``[x, x + width)`` of ``t`` (rows on ``h_dim``, columns on
     ``w_dim``: IMAGE 1/2, LATENT 2/3, MASK -2/-1), cut short at the edges; no clamping of x/y."""
@@ -85,7 +68,7 @@ def resize_bchw(samples: Tensor, width: int, height: int, method: str, crop: boo
     """``[B, C, H, W]`` resized to ``width × height`` (optionally centre-cropped to the aspect
     first, ComfyUI's way); results are clamped to 0..1. Same size and no crop: returned as is."""
     if crop:
-        samples = comfy_center_crop(samples, width, height)
+        samples = center_crop_to_aspect(samples, width, height)
     if tuple(samples.shape[-2:]) == (height, width):
         return samples
     return resize(samples, int(width), int(height), method)

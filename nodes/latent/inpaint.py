@@ -157,8 +157,8 @@ class InpaintModelConditioning(Node):
         pixels, mask, vae = _check(pixels, mask, vae)
         f = vae.downscale_factor
         cropped, mask = crop_to_scale(pixels, fit_mask(mask, pixels.shape[1], pixels.shape[2]), f)
-        concat = encode_images(vae, grey_out(cropped, mask))
-        latent: dict[str, Any] = {"samples": encode_images(vae, pixels), DOWNSCALE_KEY: f}
+        concat = encode_images(vae, grey_out(cropped, mask), ctx.memory)
+        latent: dict[str, Any] = {"samples": encode_images(vae, pixels, ctx.memory), DOWNSCALE_KEY: f}
         if noise_mask:
             latent[NOISE_MASK_KEY] = mask
         values = {"concat_latent_image": concat, "concat_mask": mask}

@@ -188,7 +188,7 @@ def sample(
     if torch.count_nonzero(latent) > 0:
         latent = process_latent_in(model, latent)
     noise = noise.float().to(device)
-    denoiser: Denoiser = guider.bind(latent.shape, downscale)
+    denoiser: Denoiser = guider.bind(latent.shape, downscale, seed=seed, latent=latent, noise_mask=noise_mask)
     if noise_mask is not None:
         mask = prepare_mask(noise_mask, latent.shape, device)
         denoiser = MaskedDenoiser(denoiser, mask, inpaint_noise(sampler, noise, seed), latent, sigmas=sigmas,

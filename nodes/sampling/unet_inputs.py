@@ -180,11 +180,11 @@ def _concat(model: DiffusionModel, name: str, extras: Mapping[str, Any], latent_
 
 def _fit(t: Tensor, dims: tuple[int, int]) -> Tensor:
     """Cropped about the centre to the latent's aspect, then resized bilinearly (ComfyUI's rule)."""
-    from latentgraph.nodes.image.common import comfy_center_crop
+    from latentgraph.nodes.images import center_crop_to_aspect
 
     if tuple(t.shape[-2:]) == dims:
         return t
-    return F.interpolate(comfy_center_crop(t, dims[1], dims[0]), size=dims, mode="bilinear")
+    return F.interpolate(center_crop_to_aspect(t, dims[1], dims[0]), size=dims, mode="bilinear")
 
 
 def spread_to_batch(t: Tensor, batch: int) -> Tensor:

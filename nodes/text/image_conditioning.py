@@ -73,7 +73,7 @@ class InstructPixToPixConditioning(Node):
             raise NodeInputError("vae", f"expected a VAE, got {type(vae).__name__}")
         if not isinstance(pixels, torch.Tensor) or pixels.ndim != 4:
             raise NodeInputError("pixels", "expected an IMAGE tensor [batch, height, width, channels]")
-        concat = encode_images(vae, pixels)  # centre-cropped to the VAE's scale, unscaled
+        concat = encode_images(vae, pixels, ctx.memory)  # centre-cropped to the VAE's scale, unscaled
         latent = {"samples": torch.zeros_like(concat)}
         values = {"concat_latent_image": concat}
         return (with_values(positive, values), with_values(negative, values), latent)
