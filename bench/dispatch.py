@@ -78,21 +78,25 @@ def end_to_end(engine: Engine, n: int) -> dict:
 
 
 def parts(engine: Engine, n: int) -> dict:
-    """The earlier figures: validation and execution of a dict, timed apart, GC off."""
+    """The earlier figures: validation and execution of a dict, timed apart, GC off (CPU time). The first
+    validation is a full one; the second finds the workflow remembered (``Engine.memo``)."""
     wf = chain(n)
     engine.cache.clear()
+    forget = getattr(getattr(engine, "memo", None), "forget", lambda: None)  # (absent before the memo)
+    forget()
     gc.collect()
     gc.disable()
+    clock = time.process_time  # CPU time: GC off, this row shows the work itself
     try:
-        t0 = time.perf_counter()
+        t0 = clock()
         graph = engine.validate(wf)
-        t1 = time.perf_counter()
+        t1 = clock()
         first = engine.run(graph)
-        t2 = time.perf_counter()
+        t2 = clock()
         graph2 = engine.validate(wf)
-        t3 = time.perf_counter()
+        t3 = clock()
         again = engine.run(graph2)
-        t4 = time.perf_counter()
+        t4 = clock()
     finally:
         gc.enable()
     assert first.outputs[str(n - 1)] == {"value": [n - 2]}, first.outputs
@@ -128,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in headline:
         print(f"{r['nodes']:>7} {r['first_run_us_per_node']:>10.2f} {r['rerun_us_per_node']:>8.2f}"
               f" {r['first_run_cpu_us_per_node']:>10.2f} {r['rerun_cpu_us_per_node']:>11.2f}")
-    print(f"\nparts, GC off (validate a dict, then run the graph); µs per node, best of {args.repeat}")
-    print(f"{'nodes':>7} {'validate':>10} {'first run':>10} {'re-validate':>12} {'cached run':>11}")
+    print(f"\nparts, GC off (validate a dict, then run the graph); CPU µs per node, best of {args.repeat}")
+    print(f"{'nodes':>7} {'validate':>10} {'first run':>10} {'re-validate':>12} {'cached run':>11}   (re-validate: remembered)")
     for r in split:
         print(
             f"{r['nodes']:>7} {r['validate_us_per_node']:>10.2f} {r['first_run_us_per_node']:>10.2f} "

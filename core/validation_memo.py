@@ -76,6 +76,9 @@ class ValidationMemo:
         kept = Graph(graph.nodes, graph.order, graph.outputs)  # not its JSON: each run brings its own
         self._entry = _Entry(snapshot, targets, self.registry.generation, settings, kept, volatile)
 
+    def forget(self) -> None:
+        self._entry = None
+
     def _still_valid(self, nodes: tuple[PlannedNode, ...], settings: Settings) -> bool:
         """The checks validation made that depend on more than the workflow, made again."""
         if not nodes:
