@@ -237,3 +237,28 @@ def test_clip_schedule_merges_equal_strengths_and_starts_at_zero():
     group = HookGroup((hook,))
     # before the first keyframe the strength is 1; equal consecutive strengths make one range
     assert clip_schedule(group) == [((0.0, 0.25), [1.0]), ((0.25, 0.75), [1.0]), ((0.75, 1.0), [0.2])]
+
+
+def test_set_props_write_comfyuis_keys(env, base):
+    _model, _clip, pos, neg = base
+    (hooks,) = env.run("CreateHookLoraModelOnly", lora_name=LORA, strength_model=1.0)
+    (other,) = env.run("CreateHookLoraModelOnly", lora_name=LORA, strength_model=0.5)
+    (rng, before, after) = env.run("ConditioningTimestepsRange", start_percent=0.2, end_percent=0.7)
+    assert (tuple(before), tuple(after)) == ((0.0, 0.2), (0.7, 1.0))
+    mask = torch.ones(8, 8)
+    (first,) = env.run("ConditioningSetProperties", cond_NEW=pos, strength=0.4, set_cond_area="mask bounds",
+                       mask=mask, hooks=hooks, timesteps=rng)
+    extras = first[0][1]
+    assert extras["mask"].shape == (1, 8, 8) and extras["set_area_to_bounds"] is True
+    assert (extras["mask_strength"], extras["start_percent"], extras["end_percent"]) == (0.4, 0.2, 0.7)
+    assert "strength" not in extras  # ComfyUI's strength here is the mask's
+    # hooks add to those already there; a plain (start, end) tuple is a TIMESTEPS_RANGE too
+    (both,) = env.run("ConditioningSetPropertiesAndCombine", cond=neg, cond_NEW=first, strength=1.0,
+                      set_cond_area="default", hooks=other, timesteps=(0.1, 0.9))
+    assert len(both) == 2 and "hooks" not in both[0][1] and both[0][1] == neg[0][1]
+    assert both[1][1]["hooks"].hooks == hooks.hooks + other.hooks and both[1][1]["start_percent"] == 0.1
+    (combined,) = env.run("CombineHooks4", hooks_A=hooks, hooks_C=hooks, hooks_D=other)
+    assert combined.hooks == hooks.hooks + other.hooks and env.run("CombineHooks2") == (None,)
+    with pytest.raises(NodeInputError) as err:
+        env.run("ConditioningSetProperties", cond_NEW=pos, strength=1.0, set_cond_area="default", timesteps=(0.1, 2.0))
+    assert err.value.input_name == "timesteps"

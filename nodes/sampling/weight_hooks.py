@@ -26,7 +26,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -64,9 +64,9 @@ class HookKeyframes:
         return HookKeyframes(tuple(sorted((*self.keyframes, keyframe), key=lambda k: k.start_percent)))
 
 
-@dataclass(frozen=True)
-class TimestepsRange:
-    """TIMESTEPS_RANGE: the part of the run (0 = start, 1 = end) a conditioning applies to."""
+class TimestepsRange(NamedTuple):
+    """TIMESTEPS_RANGE: the part of the run (0 = start, 1 = end) a conditioning applies to. A
+    tuple, as ComfyUI's value is, so custom nodes that index it keep working."""
 
     start_percent: float
     end_percent: float
