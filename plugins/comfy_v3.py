@@ -40,8 +40,9 @@ from latentgraph.registry import RegistrationError
 
 log = logging.getLogger("latentgraph.plugins")
 
-#: The name custom-node files import our compatibility package under.
+#: The names custom-node files import our compatibility packages under.
 ALIAS = "comfy_api"
+EXECUTION_ALIAS = "comfy_execution"
 
 
 def install_comfy_api_alias() -> bool:
@@ -49,19 +50,26 @@ def install_comfy_api_alias() -> bool:
     :mod:`latentgraph.plugins.comfy_api`, for the custom-node files about to be imported.
 
     Every submodule is entered under both names, so ``io.ComfyNode`` is one class whichever name
-    a file used. Python has one module table per process, so this is process-wide; it is done
-    only when a plugins folder is loaded, and never over a real ``comfy_api`` (ComfyUI's own, if
-    it is importable here): then False is returned and V3 files use that one at their own risk.
+    a file used. ``comfy_execution`` (``graph_utils.GraphBuilder`` for expanding nodes) is entered
+    the same way. Python has one module table per process, so this is process-wide; it is done
+    only when a plugins folder is loaded, and never over a real ``comfy_api``/``comfy_execution``
+    (ComfyUI's own, if importable here): then False is returned and custom nodes use that one at
+    their own risk.
     """
-    present = sys.modules.get(ALIAS)
-    if present is not None and present is not comfy_api:
-        log.warning("a module named comfy_api is already loaded (%s); V3 custom nodes will use it", present)
-        return False
-    sys.modules[ALIAS] = comfy_api
-    for info in pkgutil.walk_packages(comfy_api.__path__, prefix=f"{comfy_api.__name__}."):
-        module = importlib.import_module(info.name)
-        sys.modules[ALIAS + info.name.removeprefix(comfy_api.__name__)] = module
-    return True
+    from latentgraph.plugins import comfy_execution
+
+    installed = True
+    for alias, package in ((ALIAS, comfy_api), (EXECUTION_ALIAS, comfy_execution)):
+        present = sys.modules.get(alias)
+        if present is not None and present is not package:
+            log.warning("a module named %s is already loaded (%s); custom nodes will use it", alias, present)
+            installed = False
+            continue
+        sys.modules[alias] = package
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
+            module = importlib.import_module(info.name)
+            sys.modules[alias + info.name.removeprefix(package.__name__)] = module
+    return installed
 
 
 def is_v3_class(obj: Any) -> bool:

@@ -41,7 +41,7 @@ def test_extension_registers_every_node_of_its_list(engine):
     assert info.errors == [] and info.source == "plugins-dir"
     assert sorted(info.nodes) == sorted([
         "GradientV3", "PosterizeV3", "MultiplyV3", "PickWord", "ShowTextV3", "LazySwitchV3", "SplitWords",
-        "JoinWordsV3", "PosterizedGradient", "ExpandWithoutAsking", "SlowUpper", "WhoAmIV3", "PreviewGradient",
+        "JoinWordsV3", "PosterizedGradient", "PosterizeTimes", "ExpandWithoutAsking", "SlowUpper", "WhoAmIV3", "PreviewGradient",
         "RepeatTextV3", "StampedTextV3", "MeanColour", "ShowColour",
     ])
     assert "RGB_TRIPLE" in engine.registry.types  # io.Custom("RGB_TRIPLE") became a connection type
@@ -183,6 +183,22 @@ def test_expansion_runs_the_subgraph_in_the_nodes_place(engine, lg_settings):
     assert "enable_expand=True" in failure.message
 
 
+def test_expansion_with_comfyuis_graph_builder(engine, lg_settings):
+    """A node built on ``comfy_execution.graph_utils.GraphBuilder`` (latentgraph's stand-in) expands
+    into its loop: three posterize passes, as if wired by hand."""
+    wf = WorkflowBuilder()
+    wf.add("SaveImage", images=wf.add("PosterizeTimes", width=24, height=8, levels=3, times=3)[0], filename_prefix="loop")
+    direct = WorkflowBuilder()
+    image = direct.add("GradientV3", width=24, height=8, direction="horizontal", invert=False)[0]
+    for _ in range(3):
+        image = direct.add("PosterizeV3", image=image, levels=3)[0]
+    direct.add("SaveImage", images=image, filename_prefix="chain")
+    looped, chained = engine.run(wf.to_api()), engine.run(direct.to_api())
+    [a], [b] = output_images(assert_success(looped), lg_settings), output_images(assert_success(chained), lg_settings)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert len(set(np.asarray(a).ravel())) == 3
+
+
 def test_async_nodes_overlap_on_the_event_loop(engine):
     events = sys.modules["latentgraph_plugin_comfy_v3_nodes"].ASYNC_EVENTS
     events.clear()
@@ -322,7 +338,7 @@ def test_entrypoint_can_be_read_while_an_event_loop_runs(lg_settings):
         names = [cls.__name__ for cls in asyncio.run(inside_a_loop())]
     finally:
         sys.modules.pop("latentgraph_plugin_v3_in_loop", None)
-    assert names[:3] == ["GradientV3", "PosterizeV3", "MultiplyV3"] and len(names) == 17
+    assert names[:3] == ["GradientV3", "PosterizeV3", "MultiplyV3"] and len(names) == 18
 
 
 def test_comfy_api_names_one_set_of_classes_and_only_after_loading(engine):

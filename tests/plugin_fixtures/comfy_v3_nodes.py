@@ -11,6 +11,7 @@ import torch
 from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io, ui
+from comfy_execution.graph_utils import GraphBuilder, is_link
 
 #: Choices of PickWord, read again at every validation (a test adds one).
 WORDS = ["apple", "pear"]
@@ -204,6 +205,30 @@ class PosterizedGradient(io.ComfyNode):
         return io.NodeOutput(["p", 0], expand=graph)
 
 
+class PosterizeTimes(io.ComfyNode):
+    """Node expansion with ComfyUI's GraphBuilder: a gradient, then a loop of ``times`` PosterizeV3."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PosterizeTimes",
+            category="image/generate",
+            enable_expand=True,
+            inputs=[io.Int.Input("width", default=32), io.Int.Input("height", default=32),
+                    io.Int.Input("levels", default=4), io.Int.Input("times", default=2, min=1)],
+            outputs=[io.Image.Output()],
+        )
+
+    @classmethod
+    def execute(cls, width, height, levels, times):
+        graph = GraphBuilder()
+        current = graph.node("GradientV3", width=width, height=height, direction="horizontal", invert=False).out(0)
+        for _ in range(times):
+            current = graph.node("PosterizeV3", image=current, levels=levels).out(0)
+        assert is_link(current)
+        return io.NodeOutput(current, expand=graph.finalize())
+
+
 class ExpandWithoutAsking(io.ComfyNode):
     """Returns a subgraph without enable_expand: refused, as in ComfyUI."""
 
@@ -350,7 +375,7 @@ class V3Extension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [GradientV3, PosterizeV3, MultiplyV3, PickWord, ShowTextV3, LazySwitchV3, SplitWords, JoinWordsV3,
-                PosterizedGradient, ExpandWithoutAsking, SlowUpper, WhoAmIV3, PreviewGradient, RepeatTextV3,
+                PosterizedGradient, PosterizeTimes, ExpandWithoutAsking, SlowUpper, WhoAmIV3, PreviewGradient, RepeatTextV3,
                 StampedTextV3, MeanColour, ShowColour]
 
 
