@@ -262,3 +262,25 @@ def test_set_props_write_comfyuis_keys(env, base):
     with pytest.raises(NodeInputError) as err:
         env.run("ConditioningSetProperties", cond_NEW=pos, strength=1.0, set_cond_area="default", timesteps=(0.1, 2.0))
     assert err.value.input_name == "timesteps"
+
+
+def test_hooked_workflow_under_a_device_budget_gives_the_same_picture(tmp_path):
+    """The example workflow (LoRA hook on CLIP and prompts, off at 50 %) with model weights
+    streamed within a budget smaller than the UNet: the picture is bit-identical."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from latentgraph.settings import Settings
+    from latentgraph.testing import make_engine, output_images
+
+    wf = json.loads((Path(__file__).parent.parent / "workflows" / "hooks_scheduled_lora.json").read_text())
+    wf["3"]["inputs"]["steps"] = 3
+    pictures = []
+    for budget in (None, 3_000_000):
+        settings = Settings.from_env(tmp_path / str(budget), environ={}, device="cpu", device_budget=budget)
+        result = make_engine(settings).run(wf)
+        assert result.status == "success", result.failure
+        pictures.append([np.asarray(im) for im in output_images(result, settings)])
+    assert all(np.array_equal(a, b) for a, b in zip(*pictures))
