@@ -342,7 +342,8 @@ def _lora_choices(settings, registry) -> list[str]:
     return settings.list_models("loras")
 
 
-def _resolve_lora(ctx, lora_name: str) -> LoraFile:
+def lora_from_input(ctx, lora_name: str) -> LoraFile:
+    """The LoRA file a node's `lora_name` input names, read; errors name that input."""
     from latentgraph.nodes.loaders import resolve_model
 
     path = resolve_model(ctx.settings, "loras", lora_name, "lora_name")
@@ -353,7 +354,7 @@ def _resolve_lora(ctx, lora_name: str) -> LoraFile:
 
 
 def _apply_node(ctx, model, clip, lora_name, strength_model, strength_clip):
-    lora = _resolve_lora(ctx, lora_name)
+    lora = lora_from_input(ctx, lora_name)
     try:
         result = apply_lora(lora, model, clip, strength_model, strength_clip)
     except ValueError as exc:

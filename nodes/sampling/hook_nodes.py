@@ -101,12 +101,12 @@ class CreateHookLora(Node):
 
     def execute(self, ctx, lora_name, strength_model=1.0, strength_clip=1.0, prev_hooks=None):
         from latentgraph.nodes.loaders import file_fingerprint
-        from latentgraph.nodes.lora import _resolve_lora
+        from latentgraph.nodes.lora import lora_from_input
 
         sm, sc = _number("strength_model", strength_model), _number("strength_clip", strength_clip)
         if sm == 0 and sc == 0:
             return _with_new_hook(prev_hooks, None)
-        lora = _resolve_lora(ctx, lora_name)
+        lora = lora_from_input(ctx, lora_name)
         fingerprint = f"{lora_name}:{file_fingerprint(ctx.settings, 'loras', lora_name)}"
         hook = WeightHook(LoraWeights(lora, fingerprint), sm, sc, hook_uid("lora", ctx.node_id, fingerprint, sm, sc))
         return _with_new_hook(prev_hooks, hook)
