@@ -94,36 +94,37 @@ def plainly_standard(value: Any, max_depth: int) -> bool:
     unusual answers False, and :func:`check` then walks again to name the value's path."""
     if type(value) is not dict and type(value) is not list:
         return False
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    pop, push, max_int = stack.pop, stack.append, MAX_INT
-    while stack:
-        item, depth = pop()
-        if depth >= max_depth:
-            return False
-        if type(item) is dict:
-            for key in item:
-                if type(key) is not str or not (key.isascii() or _encodes(key)):
+    level, max_int = [value], MAX_INT
+    for _depth in range(max_depth):  # one nesting level at a time: no (value, depth) pairs
+        deeper: list[Any] = []
+        push = deeper.append
+        for item in level:
+            if type(item) is dict:
+                for key in item:
+                    if type(key) is not str or not (key.isascii() or _encodes(key)):
+                        return False
+                children = item.values()
+            else:
+                children = item
+            for child in children:
+                kind = type(child)
+                if kind is str:
+                    if not (child.isascii() or _encodes(child)):
+                        return False
+                elif kind is int:
+                    if child > max_int or child < -max_int:
+                        return False
+                elif kind is dict or kind is list:
+                    push(child)
+                elif kind is float:
+                    if child - child != 0.0:  # inf - inf and nan - nan are nan
+                        return False
+                elif child is not None and kind is not bool:
                     return False
-            children = item.values()
-        else:
-            children = item
-        depth += 1
-        for child in children:
-            kind = type(child)
-            if kind is str:
-                if not (child.isascii() or _encodes(child)):
-                    return False
-            elif kind is int:
-                if child > max_int or child < -max_int:
-                    return False
-            elif kind is dict or kind is list:
-                push((child, depth))
-            elif kind is float:
-                if child - child != 0.0:  # inf - inf and nan - nan are nan
-                    return False
-            elif child is not None and kind is not bool:
-                return False
-    return True
+        if not deeper:
+            return True
+        level = deeper
+    return False  # containers at depth max_depth
 
 
 def _encodes(text: str) -> bool:
