@@ -8,13 +8,13 @@ Those are checked again on every hit; anything they refuse, or any other differe
 validation (which then reports every problem as usual).
 
 "Identical" is decided on a snapshot only the engine holds: the JSON text as given, or for a
-dict ``json.dumps`` of it when it holds nothing but JSON types (then the text is a faithful copy,
-whatever the caller later does to the dict). Anything else is simply not remembered.
+dict its ``repr`` when it holds nothing but JSON types (then the text is a faithful copy —
+``True``, ``1`` and ``1.0`` differ — whatever the caller later does to the dict). Anything else
+is simply not remembered.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,8 @@ from latentgraph.settings import Settings
 from latentgraph.standard_json import MAX_DEPTH, plainly_standard
 from latentgraph.validation import Graph, PlannedNode, _ChoiceCache
 
-Snapshot = str | bytes
+#: ("text", the JSON text) or ("dict", repr of the dict).
+Snapshot = tuple[str, str | bytes]
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,11 @@ class ValidationMemo:
 
     @staticmethod
     def snapshot(workflow: Any) -> Snapshot | None:
-        """What identifies ``workflow`` (text as given, or a dict's JSON); None: not remembered."""
+        """What identifies ``workflow`` (text as given, or a dict's repr); None: not remembered."""
         if isinstance(workflow, (str, bytes)):
-            return workflow
+            return ("text", workflow)
         if type(workflow) is dict and plainly_standard(workflow, MAX_DEPTH):
-            return json.dumps(workflow)
+            return ("dict", repr(workflow))
         return None
 
     def recall(self, snapshot: Snapshot, targets: tuple[str, ...] | None, settings: Settings,

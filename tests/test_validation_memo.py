@@ -130,3 +130,12 @@ def test_other_targets_and_a_changed_registry_are_validated_again(lg_engine, lg_
 
     engine.registry.register(MemoLater, "memo")
     assert engine.validate(text, targets=["2"]).nodes["2"] is not part.nodes["2"]
+
+
+def test_equal_looking_values_of_other_types_are_not_the_same_workflow(lg_engine, lg_settings):
+    engine = setup(lg_engine, lg_settings)
+    assert engine.check(workflow(1))[0] is not None
+    as_bool = workflow(1)
+    as_bool["1"]["inputs"]["value"] = True  # == 1 in Python, not an INT to validation
+    graph, report = engine.check(as_bool)
+    assert graph is None and report.all_errors()[0][1].type == "invalid_input_type"
