@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from latentgraph.errors import ErrorDetail, ErrorReport, preview
-from latentgraph.node import ANY_TYPE, InputSpec, Node, NodeSpec
+from latentgraph.node import ANY_TYPE, WIDGET_TYPES, InputSpec, Node, NodeSpec
 from latentgraph.registry import NodeRegistry
 from latentgraph.settings import Settings
 from latentgraph.workflow import UNREADABLE, Link, Workflow, WorkflowNode
@@ -335,7 +335,11 @@ def _check_node(
                 continue
             links[inp.name] = value
             continue
-        if not inp.is_widget and inp.type != ANY_TYPE:
+        kind = inp.type
+        if kind == "INT" and type(value) is int and (inp.min is None or value >= inp.min) and (inp.max is None or value <= inp.max):
+            literals[inp.name] = value  # the commonest literal, as _coerce would take it
+            continue
+        if kind not in WIDGET_TYPES and kind != ANY_TYPE:
             ok = _fail(
                 report, node,
                 "invalid_input_type",
@@ -474,11 +478,12 @@ class _BadType(tuple):
 
 
 def _literal_key(literals: dict[str, Any]) -> str:
+    """Canonical text of a node's literals (its inputs are always read in its spec's order)."""
     for v in literals.values():
         kind = type(v)
         if kind is not int and kind is not str and kind is not float and kind is not bool and v is not None:
             return json.dumps(literals, sort_keys=True, default=repr)
-    return repr(sorted(literals.items()))
+    return repr(literals)
 
 
 def _input_config(inp: InputSpec) -> dict[str, Any]:
