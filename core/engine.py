@@ -77,7 +77,7 @@ class Engine:
         targets = tuple(targets) if targets is not None else None
         snapshot = None if isinstance(workflow, Workflow) else self.memo.snapshot(workflow)
         if isinstance(workflow, (str, bytes)):
-            workflow, report = parse_json_text(workflow)
+            workflow, report = parse_json_text(workflow, known_standard=self.memo.holds(snapshot))
             if report:
                 return None, report
         source = None

@@ -55,6 +55,11 @@ class ValidationMemo:
             return ("dict", repr(workflow))
         return None
 
+    def holds(self, snapshot: Snapshot | None) -> bool:
+        """Whether ``snapshot`` is the one remembered (its text already passed every JSON check)."""
+        entry = self._entry
+        return snapshot is not None and entry is not None and entry.snapshot == snapshot
+
     def recall(self, snapshot: Snapshot, targets: tuple[str, ...] | None, settings: Settings,
                source: dict[str, Any]) -> Graph | None:
         """The remembered graph, with ``source`` as its JSON, if it is still valid."""
