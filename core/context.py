@@ -14,8 +14,6 @@ if TYPE_CHECKING:
     from latentgraph.model_memory import ModelMemory
     from latentgraph.registry import NodeRegistry
 
-#: Where the engine puts its :class:`~latentgraph.model_memory.ModelMemory` in a run's ``extra``.
-MEMORY_KEY = "model_memory"
 
 
 class InterruptFlag:
@@ -69,13 +67,10 @@ class ExecutionContext:
     def memory(self) -> ModelMemory:
         """Where models' weights live: ``with ctx.memory.use(model.unet):`` before running one."""
         memory = self._memory
-        if memory is None:
-            memory = (self.extra or {}).get(MEMORY_KEY)
-            if memory is None:
-                from latentgraph.model_memory import ModelMemory
+        if memory is None:  # a context made outside an engine (tests, tools)
+            from latentgraph.model_memory import ModelMemory
 
-                memory = ModelMemory()  # no budget: use() does nothing
-            self._memory = memory
+            memory = self._memory = ModelMemory()  # no budget: use() does nothing
         return memory
 
     def check_interrupted(self) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from latentgraph.cache import Cache
-from latentgraph.context import MEMORY_KEY, InterruptFlag
+from latentgraph.context import InterruptFlag
 from latentgraph.errors import ErrorReport, WorkflowInvalid
 from latentgraph.events import EventSink, null_sink
 from latentgraph.executor import Executor, RunResult
@@ -38,7 +38,8 @@ class Engine:
         self.host = host
         #: The last workflow validated: an identical re-run is not validated again.
         self.memo = ValidationMemo(registry)
-        self.executor = Executor(registry, self.cache, settings, host.lifecycle() if host is not None else None)
+        self.executor = Executor(registry, self.cache, settings, host.lifecycle() if host is not None else None,
+                                 memory=self.memory)
 
     @classmethod
     def create(
@@ -117,5 +118,5 @@ class Engine:
         graph = workflow if isinstance(workflow, Graph) else self.validate(workflow, targets=targets)
         return self.executor.run(
             graph, prompt_id=prompt_id or uuid.uuid4().hex, sink=sink, interrupt=interrupt,
-            extra={MEMORY_KEY: self.memory, **(extra or {})},
+            extra=extra,
         )

@@ -50,6 +50,7 @@ from latentgraph.events import (
 from latentgraph.cache_keys import needs_fingerprint, node_key
 from latentgraph.expansion import expand_node, resolve_expansion
 from latentgraph.list_values import ListValue, NodeOutputError, _as_list, _content_id, _items, _listed
+from latentgraph.model_memory import ModelMemory
 from latentgraph.node import Node, NodeResult
 from latentgraph.registry import NodeRegistry
 from latentgraph.run_state import _Calls, _NodeFailed, _Run
@@ -114,11 +115,14 @@ class Executor:
         cache: Cache,
         settings: Settings,
         hooks: Hooks | None = None,
+        memory: ModelMemory | None = None,
     ) -> None:
         self.registry = registry
         self.cache = cache
         self.settings = settings
         self.hooks = hooks if hooks is not None and hooks.enabled else None
+        #: Where model weights live; every node's ``ctx.memory``.
+        self.memory = memory
         self.runner = AsyncRunner()
 
     def close(self) -> None:
@@ -392,6 +396,7 @@ class Executor:
             sink=run.sink,
             interrupt=run.interrupt,
             extra=run.extra,
+            memory=self.memory,
         )
         if lazy:
             try:
