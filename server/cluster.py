@@ -214,12 +214,8 @@ class Slot(Worker):
         if isinstance(extra_pnginfo, dict):
             extra["extra_pnginfo"] = extra_pnginfo
             extra["workflow"] = extra_pnginfo.get("workflow")
-        graph, report = self.engine.check(item.prompt, targets=item.outputs_to_execute or None)
-        if graph is None:  # valid when accepted, but something changed since
-            node_id = next(iter(report.node_errors), None)
-            self._invalid(sink, node_id, report.node_errors[node_id].class_type if node_id else None,
-                          report.format() or "invalid workflow")
-            return {}
+        # validated when accepted; the worker checks it again against its own files and models
+        # (and reports a failure as this prompt's execution_error), so the head does not
         preview = effective_method(item.extra_data.get("preview_method"), self.hub.preview_method) != "none"
         ship = self.info.get("host") != self.cluster.host
         lost = _lost_errors()
