@@ -252,7 +252,7 @@ def test_shipped_redcircle_is_the_demo_models_red_circle_and_listed(tmp_path):
     from safetensors.torch import load_file
     from sd_helpers import Env
 
-    from latentgraph.nodes.text.demo_embedding import DEMO_CHECKPOINT, SHIPPED, make_demo_embedding
+    from demo_model.embedding import DEMO_CHECKPOINT, SHIPPED, make_demo_embedding
 
     shipped = load_file(str(SHIPPED))
     assert torch.equal(shipped["emb_params"], make_demo_embedding()["emb_params"])

@@ -3,7 +3,7 @@
 It is the demo text encoder's own token embeddings of the two words "red circle" (two vectors,
 ``emb_params`` [2, D], as SD2-style embeddings store them), so ``a embedding:redcircle on a blue
 background`` encodes exactly as ``a red circle on a blue background`` and the demo model draws a
-red circle. Rebuild it with ``python -m latentgraph.nodes.text.demo_embedding``; tests check the
+red circle. Rebuild it with ``python -m demo_model.embedding`` from the checkout; tests check the
 shipped file equals what this makes.
 """
 
@@ -13,10 +13,12 @@ from pathlib import Path
 
 import torch
 
+from latentgraph.nodes.builtin import DATA_DIR as NODES_DATA
+
 DEMO_CHECKPOINT = "latentgraph-demo-shapes.safetensors"
 NAME = "redcircle"
 WORDS = "red circle"
-DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
+DATA_DIR = NODES_DATA / "models"
 SHIPPED = DATA_DIR / "embeddings" / f"{NAME}.safetensors"
 
 
