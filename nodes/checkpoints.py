@@ -155,7 +155,11 @@ def _materialise(
 
 
 def _on_meta(factory: Callable[[], torch.nn.Module]) -> torch.nn.Module:
-    with torch.device("meta"):
+    """Build a model without memory; diffusers' ``no_init_weights`` (what its ``from_pretrained``
+    uses) also skips the init calls, which cost dispatch time even on ``meta`` (~0.2 s for SDXL)."""
+    from diffusers.models.modeling_utils import no_init_weights
+
+    with torch.device("meta"), no_init_weights():
         return factory()
 
 
