@@ -4,7 +4,8 @@ Checkpoints are built on the ``meta`` device and given the file's tensors (no ra
 initialisation); these tests check what that must not cost: every parameter and buffer is real
 (none left on ``meta``, ``position_ids`` made, not read), and the models are bit-identical —
 weights and outputs — to what diffusers' own ``from_single_file`` (the slow reference: random init,
-then a copy) builds from the same tiny file. Speed itself is measured by ``bench/load.py``.
+then a copy) builds from the same tiny file (SDXL's OpenCLIP encoder: to the weights the file was
+written from, see ``_written_encoder``). Speed itself is measured by ``bench/load.py``.
 """
 
 from __future__ import annotations
