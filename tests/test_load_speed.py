@@ -136,6 +136,22 @@ def test_diffusers_folder_is_built_on_meta_and_equals_from_pretrained(tmp_path, 
     assert "from_pretrained" not in caplog.text  # built on meta, not through the fallback
 
 
+def test_sharded_and_bin_diffusers_folders_load_on_meta(tmp_path, caplog):
+    from diffusers import UNet2DConditionModel
+
+    caplog.set_level(logging.INFO, logger="latentgraph.checkpoints")
+    unet = load_checkpoint(make_tiny_checkpoint(tmp_path / "sd1.safetensors", "sd1"), Env(tmp_path / "env").settings).model.unet
+    unet.save_pretrained(tmp_path / "sharded", max_shard_size="200KB")
+    unet.save_pretrained(tmp_path / "bin", safe_serialization=False)
+    assert len(list((tmp_path / "sharded").glob("*.safetensors"))) > 1
+    assert (tmp_path / "bin" / "diffusion_pytorch_model.bin").is_file()
+    for sub in ("sharded", "bin"):
+        mine = load_folder_model(UNet2DConditionModel, tmp_path / sub, torch.float32, torch.device("cpu"), "UNet")
+        assert _meta_tensors(mine) == []
+        _assert_same_tensors(mine, unet, sub)
+    assert "from_pretrained" not in caplog.text
+
+
 def test_vae_folder_with_old_attention_names_still_loads(tmp_path, caplog):
     """Pre-0.14 diffusers names do not match the model: from_pretrained (which renames them) is used."""
     from diffusers import AutoencoderKL
