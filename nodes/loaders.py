@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from latentgraph import model_folders
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.checkpoints import BUILTIN_FORMATS, CheckpointError, load_checkpoint, load_vae
@@ -13,29 +14,31 @@ from latentgraph.settings import Settings
 
 
 def resolve_model(settings: Settings, kind: str, name: Any, input_name: str) -> Path:
-    """Path of a model file by its listed name; a missing one names the folders and what is there."""
+    """Path of a model file by its listed name in the model folder ``kind`` (ComfyUI's folder
+    names, :mod:`latentgraph.model_folders`); a missing one names the folders and what is there."""
     if not isinstance(name, str) or not name.strip():
         raise NodeInputError(input_name, f"expected the name of a file in models/{kind}")
     clean = name.strip().replace("\\", "/")  # ComfyUI workflows saved on Windows
-    path = settings.find_model(kind, clean)
-    if path is None:
-        available = settings.list_models(kind)
-        folders = ", ".join(str(d) for d in settings.model_dirs(kind))
+    found = model_folders.find(settings, kind, clean)
+    if found is None:
+        available = model_folders.list_folder(settings, kind)
+        folders = ", ".join(str(d) for d in model_folders.folder_paths(settings, kind))
         shown = ", ".join(available[:20]) + (f" … ({len(available)} in all)" if len(available) > 20 else "")
         raise NodeInputError(
             input_name,
             f"'{name}' not found in {folders}; available: {shown or 'none (put model files into one of these folders)'}",
         )
-    return path
+    return found[0]
 
 
 def file_fingerprint(settings: Settings, kind: str, name: Any) -> str | None:
     """Size and modification time of a model file (or of a folder's newest file): a replaced file reloads."""
     if not isinstance(name, str):
         return None
-    path = settings.find_model(kind, name.strip().replace("\\", "/"))
-    if path is None:
+    found = model_folders.find(settings, kind, name.strip().replace("\\", "/"))
+    if found is None:
         return "missing"
+    path = found[0]
     try:
         if path.is_dir():
             stats = [p.stat() for p in path.rglob("*") if p.is_file()]
@@ -46,21 +49,13 @@ def file_fingerprint(settings: Settings, kind: str, name: Any) -> str | None:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def _checkpoint_choices(settings: Settings, registry) -> list[str]:
-    return settings.list_models("checkpoints")
-
-
-def _vae_choices(settings: Settings, registry) -> list[str]:
-    return settings.list_models("vae")
-
-
 class LoadCheckpoint(Node):
     spec = NodeSpec(
         name="LoadCheckpoint",
         display_name="Load Checkpoint",
         category="loaders",
         description="Loads an SD1.x, SD2.x or SDXL checkpoint (single file or diffusers folder) offline.",
-        inputs=(In("ckpt_name", "COMBO", choices=_checkpoint_choices, tooltip="a file or folder in models/checkpoints"),),
+        inputs=(In("ckpt_name", "COMBO", choices=model_folders.choices("checkpoints"), tooltip="a file or folder in models/checkpoints"),),
         outputs=(Out("MODEL"), Out("CLIP"), Out("VAE")),
         aliases=("CheckpointLoaderSimple",),
     )
@@ -85,7 +80,7 @@ class VAELoader(Node):
         display_name="Load VAE",
         category="loaders",
         description="Loads a standalone VAE (original or diffusers layout) from models/vae.",
-        inputs=(In("vae_name", "COMBO", choices=_vae_choices),),
+        inputs=(In("vae_name", "COMBO", choices=model_folders.choices("vae")),),
         outputs=(Out("VAE"),),
     )
 

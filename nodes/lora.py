@@ -37,6 +37,7 @@ from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.checkpoint_files import CheckpointError, open_weights
 from latentgraph.nodes.components import DiffusionModel, TextEncoder
 from latentgraph.nodes.original_layout import rename, unet_module_map
+from latentgraph import model_folders
 
 log = logging.getLogger("latentgraph.lora")
 
@@ -338,8 +339,7 @@ def _layers(deltas: Mapping[str, torch.Tensor]) -> int:
 # -- nodes -----------------------------------------------------------------------------------
 
 
-def _lora_choices(settings, registry) -> list[str]:
-    return settings.list_models("loras")
+_lora_choices = model_folders.choices("loras")
 
 
 def lora_from_input(ctx, lora_name: str) -> LoraFile:

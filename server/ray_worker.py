@@ -27,7 +27,7 @@ from latentgraph.events import NodeProgress
 from latentgraph.output_names import EXTRA_KEY as OUTPUT_NAMES_KEY
 from latentgraph.output_names import file_under, files_in
 
-#: File suffixes of model files (as :mod:`latentgraph.server.model_folders`).
+#: File suffixes of model files (as :mod:`latentgraph.model_folders`).
 MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".pkl", ".sft", ".gguf")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from latentgraph.object_info import object_info
-from latentgraph.server import model_folders
+from latentgraph import model_folders
 from latentgraph.server.hub import server_features
 from latentgraph.server.app import JsonError, add_route, json_response, state_of
 from latentgraph.server.schemas import FreeRequest, parse_body

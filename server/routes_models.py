@@ -1,6 +1,6 @@
 """The editor's model library: ``/experiment/models[/{folder}]`` and ``/view_metadata/{folder}``.
 
-Folders are ComfyUI's names (:mod:`latentgraph.server.model_folders`), each looked up in every
+Folders are ComfyUI's names (:mod:`latentgraph.model_folders`), each looked up in every
 model root; files are listed with their root's index (``pathIndex``) as ComfyUI's model manager
 does. ``/view_metadata`` reads only the JSON header of a ``.safetensors`` file (bounded), never
 its tensors.
@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from latentgraph.server import model_folders
+from latentgraph import model_folders
 from latentgraph.server.app import JsonError, add_route, json_response, state_of
 from latentgraph.settings import Settings
 

@@ -127,3 +127,30 @@ def test_diffusers_loader_names_the_folder_it_wants(env):
     with pytest.raises(NodeInputError) as err:
         ml.DiffusersLoader().execute(env.ctx(), "missing")
     assert err.value.input_name == "model_path" and "diffusers" in str(err.value)
+
+
+def test_loader_nodes_and_the_models_routes_read_one_folder_table(tmp_path):
+    """ComfyUI's extra sub-folders (t2i_adapter/ for controlnet, unet/ for diffusion_models, clip/
+    for text_encoders) are listed and found by the loader nodes exactly as ``/models/{folder}``
+    lists them (one table: latentgraph.model_folders)."""
+    from latentgraph import model_folders
+    from latentgraph.nodes.control.nodes import ControlNetLoader
+    from latentgraph.nodes.loaders import resolve_model
+    from latentgraph.settings import Settings
+
+    settings = Settings.from_env(tmp_path / "data", environ={}, device="cpu")
+    root = settings.model_roots[0]
+    for sub, name in (("t2i_adapter", "adapter.safetensors"), ("controlnet", "canny.pth"), ("unet", "u.sft"),
+                      ("clip", "l.safetensors")):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        (root / sub / name).write_bytes(b"x")
+    net_input = next(i for i in ControlNetLoader.spec.inputs if i.name == "control_net_name")
+    assert net_input.choices(settings, None) == model_folders.list_folder(settings, "controlnet") == [
+        "adapter.safetensors", "canny.pth"]
+    unet_input = next(i for i in ml.UNETLoader.spec.inputs if i.name == "unet_name")
+    assert unet_input.choices(settings, None) == model_folders.list_folder(settings, "unet") == ["u.sft"]
+    assert resolve_model(settings, "controlnet", "adapter.safetensors", "control_net_name") == root / "t2i_adapter" / "adapter.safetensors"
+    assert resolve_model(settings, "text_encoders", "l.safetensors", "clip_name") == root / "clip" / "l.safetensors"
+    with pytest.raises(NodeInputError, match="t2i_adapter") as err:
+        resolve_model(settings, "controlnet", "nope.safetensors", "control_net_name")
+    assert err.value.input_name == "control_net_name"

@@ -22,7 +22,7 @@ from server_kit import Client, run
 
 from latentgraph import In, Node, NodeResult, NodeSpec, hookimpl
 from latentgraph.server import ServerConfig, create_app
-from latentgraph.server.model_folders import ALIASES, FOLDERS
+from latentgraph.model_folders import ALIASES, FOLDERS
 from latentgraph.server.routes_files import MAX_PARTS
 from latentgraph.server.runner import make_runner
 from latentgraph.server.store import Store

@@ -16,6 +16,7 @@ from latentgraph.nodes.control.residuals import Control, ControlNet
 from latentgraph.nodes.loaders import file_fingerprint, resolve_model
 from latentgraph.registry import TypeSpec
 from latentgraph.settings import Settings
+from latentgraph import model_folders
 
 FOLDER = "controlnet"
 #: ComfyUI's union ControlNet task numbers (comfy/cldm/control_types.py).
@@ -27,8 +28,7 @@ UNION_CONTROLNET_TYPES = {
 TYPES = [TypeSpec("CONTROL_NET", description="a ControlNet or T2I-Adapter (ControlNetLoader), applied with ControlNetApply*")]
 
 
-def _choices(settings: Settings, registry) -> list[str]:
-    return settings.list_models(FOLDER)
+_choices = model_folders.choices(FOLDER)
 
 
 def _load(ctx, name: str, model: DiffusionModel | None = None) -> ControlNet:

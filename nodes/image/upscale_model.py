@@ -28,6 +28,7 @@ from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.checkpoint_files import CheckpointError, open_weights
 from latentgraph.nodes.loaders import file_fingerprint, resolve_model
 from latentgraph.settings import Settings
+from latentgraph import model_folders
 
 KIND = "upscale_models"
 TILE = 512
@@ -211,8 +212,7 @@ def upscale_with_model(model: Any, image: Tensor, device: torch.device | str = "
 # -- nodes -------------------------------------------------------------------------------------
 
 
-def _model_choices(settings: Settings, registry) -> list[str]:
-    return settings.list_models(KIND)
+_model_choices = model_folders.choices(KIND)
 
 
 class UpscaleModelLoader(Node):

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from latentgraph import model_folders
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.arch_detection import detect, fit_text_encoder_config, resolve_config
@@ -33,7 +34,7 @@ from latentgraph.nodes.checkpoints import (
     load_diffusers_folder,
 )
 from latentgraph.nodes.components import DiffusionModel
-from latentgraph.nodes.loaders import file_fingerprint
+from latentgraph.nodes.loaders import file_fingerprint, resolve_model
 from latentgraph.nodes.model_configs import TextEncoderConfig, load_shipped_config
 from latentgraph.nodes.models.saving import TEXT_ENCODER_METADATA_KEY
 from latentgraph.nodes.models.unet_patching import during_unet_call, temporary_hooks
@@ -41,48 +42,14 @@ from latentgraph.nodes.original_layout import UNET_PREFIX
 
 log = logging.getLogger("latentgraph.models.loaders")
 
-#: ComfyUI folder name → older names still searched.
-FOLDERS = {"text_encoders": ("text_encoders", "clip"), "diffusion_models": ("diffusion_models", "unet"),
-           "configs": ("configs",), "diffusers": ("diffusers",), "hypernetworks": ("hypernetworks",),
-           "checkpoints": ("checkpoints",)}
-
-
 def _choices(kind: str, suffixes=None):
-    def list_files(settings, registry) -> list[str]:
-        names: dict[str, None] = {}
-        for folder in FOLDERS[kind]:
-            kw = {"suffixes": suffixes} if suffixes else {}
-            names.update(dict.fromkeys(settings.list_models(folder, **kw)))
-        return list(names)
-
-    return list_files
-
-
-def _resolve(settings, kind: str, name: Any, input_name: str):
-    if not isinstance(name, str) or not name.strip():
-        raise NodeInputError(input_name, f"expected the name of a file in models/{kind}")
-    clean = name.strip().replace("\\", "/")
-    for folder in FOLDERS[kind]:
-        path = settings.find_model(folder, clean)
-        if path is not None:
-            return path, folder
-    dirs = ", ".join(str(d) for f in FOLDERS[kind] for d in settings.model_dirs(f))
-    available = _choices(kind)(settings, None)
-    raise NodeInputError(input_name, f"'{name}' not found in {dirs}; available: {', '.join(available[:20]) or 'none'}")
+    return model_folders.choices(kind, suffixes)
 
 
 def _fingerprint(kind: str, *inputs: str):
     @classmethod
     def fingerprint(cls, settings, values: Mapping[str, Any]) -> str | None:
-        parts = []
-        for name in inputs:
-            try:
-                _, folder = _resolve(settings, kind, values.get(name), name)
-            except NodeInputError:
-                parts.append("missing")
-                continue
-            parts.append(str(file_fingerprint(settings, folder, values.get(name))))
-        return "|".join(parts)
+        return "|".join(str(file_fingerprint(settings, kind, values.get(name))) for name in inputs)
 
     return fingerprint
 
@@ -109,8 +76,8 @@ class CheckpointLoader(Node):
     )
 
     def execute(self, ctx, config_name, ckpt_name):
-        _resolve(ctx.settings, "configs", config_name, "config_name")
-        path, _ = _resolve(ctx.settings, "checkpoints", ckpt_name, "ckpt_name")
+        resolve_model(ctx.settings, "configs", config_name, "config_name")
+        path = resolve_model(ctx.settings, "checkpoints", ckpt_name, "ckpt_name")
         loaded = _load_full(ctx, path, "ckpt_name")
         return (loaded.model, loaded.clip, loaded.vae)
 
@@ -129,7 +96,7 @@ class unCLIPCheckpointLoader(Node):  # noqa: N801 - ComfyUI's class name
     )
 
     def execute(self, ctx, ckpt_name):
-        path, _ = _resolve(ctx.settings, "checkpoints", ckpt_name, "ckpt_name")
+        path = resolve_model(ctx.settings, "checkpoints", ckpt_name, "ckpt_name")
         loaded = _load_full(ctx, path, "ckpt_name")
         vision = None
         try:  # the CLIP vision package reads the image tower, if the checkpoint has one it knows
@@ -156,7 +123,7 @@ class DiffusersLoader(Node):
     )
 
     def execute(self, ctx, model_path):
-        path, _ = _resolve(ctx.settings, "diffusers", model_path, "model_path")
+        path = resolve_model(ctx.settings, "diffusers", model_path, "model_path")
         if not (path / "model_index.json").is_file():
             raise NodeInputError("model_path", f"'{model_path}' is not a diffusers folder (no model_index.json)")
         try:
@@ -202,7 +169,7 @@ class UNETLoader(Node):
     )
 
     def execute(self, ctx, unet_name, weight_dtype="default"):
-        path, _ = _resolve(ctx.settings, "diffusion_models", unet_name, "unet_name")
+        path = resolve_model(ctx.settings, "diffusion_models", unet_name, "unet_name")
         if weight_dtype != "default":
             log.warning("weight_dtype %s: weights are kept in the compute dtype (no fp8 storage)", weight_dtype)
         try:
@@ -272,7 +239,7 @@ class CLIPLoader(Node):
         if type != "stable_diffusion":
             raise NodeInputError("type", f"'{type}' text encoders are not supported; latentgraph runs SD1/SD2/SDXL "
                                  "(use stable_diffusion, or DualCLIPLoader with sdxl)")
-        path, _ = _resolve(ctx.settings, "text_encoders", clip_name, "clip_name")
+        path = resolve_model(ctx.settings, "text_encoders", clip_name, "clip_name")
         try:
             arch, enc, module = load_text_encoder_file(path, ctx.settings)
         except CheckpointError as exc:
@@ -306,7 +273,7 @@ class DualCLIPLoader(Node):
             raise NodeInputError("type", f"'{type}' is not supported; latentgraph's two-encoder family is sdxl")
         loaded = []
         for name, input_name in ((clip_name1, "clip_name1"), (clip_name2, "clip_name2")):
-            path, _ = _resolve(ctx.settings, "text_encoders", name, input_name)
+            path = resolve_model(ctx.settings, "text_encoders", name, input_name)
             try:
                 loaded.append((input_name, *load_text_encoder_file(path, ctx.settings)))
             except CheckpointError as exc:
@@ -409,7 +376,7 @@ class HypernetworkLoader(Node):
     )
 
     def execute(self, ctx, model, hypernetwork_name, strength=1.0):
-        path, _ = _resolve(ctx.settings, "hypernetworks", hypernetwork_name, "hypernetwork_name")
+        path = resolve_model(ctx.settings, "hypernetworks", hypernetwork_name, "hypernetwork_name")
         try:
             layers = read_hypernetwork(path)
         except CheckpointError as exc:

@@ -26,6 +26,7 @@ import torch
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.checkpoint_files import CheckpointError, WeightFile, open_weights
+from latentgraph import model_folders
 
 CLIP_VISION = "CLIP_VISION"
 CLIP_VISION_OUTPUT = "CLIP_VISION_OUTPUT"
@@ -193,8 +194,7 @@ def encode_image(clip_vision: ClipVision, image: torch.Tensor, crop: bool = True
 # -- nodes -----------------------------------------------------------------------------------
 
 
-def _choices(settings, registry) -> list[str]:
-    return settings.list_models(FOLDER)
+_choices = model_folders.choices(FOLDER)
 
 
 def check_clip_vision_output(value: Any, name: str = "clip_vision_output") -> ClipVisionOutput:

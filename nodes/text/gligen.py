@@ -25,6 +25,7 @@ from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.checkpoint_files import CheckpointError, open_weights
 from latentgraph.nodes.latents import MAX_RESOLUTION
 from latentgraph.nodes.text._cond import check_conditioning
+from latentgraph import model_folders
 
 GLIGEN = "GLIGEN"
 FOLDER = "gligen"
@@ -77,8 +78,7 @@ def load_gligen(path) -> GligenModel:
     return GligenModel(net.eval(), fusers, int(key_dim), {"source": str(weights.path), "layers": len(fusers)})
 
 
-def _choices(settings, registry) -> list[str]:
-    return settings.list_models(FOLDER)
+_choices = model_folders.choices(FOLDER)
 
 
 class GLIGENLoader(Node):

@@ -26,6 +26,7 @@ from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.checkpoint_files import CheckpointError, open_weights
 from latentgraph.nodes.text._cond import check_conditioning
 from latentgraph.nodes.text.clip_vision import CLIP_VISION_OUTPUT, check_clip_vision_output
+from latentgraph import model_folders
 
 STYLE_MODEL = "STYLE_MODEL"
 FOLDER = "style_models"
@@ -143,8 +144,7 @@ def apply_style(conditioning: list, tokens: torch.Tensor, strength: float, stren
     return out
 
 
-def _choices(settings, registry) -> list[str]:
-    return settings.list_models(FOLDER)
+_choices = model_folders.choices(FOLDER)
 
 
 class StyleModelLoader(Node):
