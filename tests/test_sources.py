@@ -215,7 +215,8 @@ def test_missing_model_lists_what_is_available(registry, model_dir, capsys):
     path = write_json(model_dir / "ckpt.json", CKPT_WORKFLOW)
     assert run_cli(model_dir, "validate", str(path)) == 1
     err = capsys.readouterr().err
-    assert "'SD15/v1-5-pruned-emaonly.safetensors' is not available here; available: mine.safetensors" in err
+    listed = err.split("'SD15/v1-5-pruned-emaonly.safetensors' is not available here; available: ")[1].split("  <")[0]
+    assert "mine.safetensors" in listed.split(", ")  # the names, sorted as ComfyUI lists them
     assert "--map-model" in err
     assert run_cli(model_dir, "validate", str(path), "--map-model", "v1-5-pruned-emaonly=mine.safetensors") == 0
     assert run_cli(model_dir, "validate", str(path), "--map-model", "other.ckpt=mine.safetensors") == 2

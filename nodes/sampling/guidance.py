@@ -22,7 +22,7 @@ nodes; :meth:`Guider.bind` prepares it for one run's latent shape.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -275,29 +275,46 @@ def _check_control(model: DiffusionModel, name: str, control: Any) -> None:
             )
 
 
-def lend_controls(sides: dict[str, list[CondItem]]) -> None:
-    """ControlNetApply's controls reach the other sides (ComfyUI's ``apply_empty_x_to_equal_area``).
-
-    Unless some area-less entry of that side already has a control, the positive's area-less
-    controls marked ``control_to_uncond`` are handed, in turn, to that side's area-less entries
-    without one (the n-th control to the (n mod count)-th such entry).
-    """
+def lend_from_positive(sides: dict[str, list[CondItem]], lendable: Callable[[CondItem], Any],
+                       has: Callable[[CondItem], bool], give: Callable[[CondItem, Any], CondItem]) -> None:
+    """ComfyUI's ``apply_empty_x_to_equal_area``: what the positive's area-less entries carry
+    (``lendable``: a control, a GLIGEN) reaches each other side, unless an area-less entry there
+    has its own (``has``); the n-th lent value goes to the (n mod count)-th area-less entry."""
     positive = sides.get("positive")
     if not positive:
         return
-    lent = [it.control for it in positive if it.control_to_uncond and not it.area_given and it.control is not None]
+    lent = [value for it in positive if not it.area_given and (value := lendable(it)) is not None]
     if not lent:
         return
     for name, items in sides.items():
         if name == "positive":
             continue
         whole = [i for i, it in enumerate(items) if not it.area_given]
-        if not whole or any(items[i].control is not None for i in whole):
+        if not whole or any(has(items[i]) for i in whole):
             continue
         originals = list(items)
-        for n, control in enumerate(lent):
+        for n, value in enumerate(lent):
             index = whole[n % len(whole)]
-            items[index] = replace(originals[index], control=control)
+            items[index] = give(originals[index], value)
+
+
+def lend_controls(sides: dict[str, list[CondItem]]) -> None:
+    """ControlNetApply's controls (marked ``control_to_uncond``) reach the other sides."""
+    lend_from_positive(sides, lambda it: it.control if it.control_to_uncond else None,
+                       lambda it: it.control is not None, lambda it, control: replace(it, control=control))
+
+
+def lend_gligen(sides: dict[str, list[CondItem]]) -> None:
+    """GLIGEN grounding reaches a negative without its own (the model sees the boxes on both sides)."""
+
+    def gligen_of(item: CondItem) -> Any:
+        return item.unet_inputs.gligen if item.unet_inputs is not None else None
+
+    def give(item: CondItem, gligen: Any) -> CondItem:
+        own = item.unet_inputs or unet_inputs.EntryInputs()
+        return replace(item, unet_inputs=replace(own, gligen=gligen))
+
+    lend_from_positive(sides, gligen_of, lambda it: gligen_of(it) is not None, give)
 
 
 def _added_cond(model: DiffusionModel, name: str, extras: Mapping[str, Any], pixel_hw: tuple[int, int], negative: bool,
@@ -566,7 +583,7 @@ class Guider:
                                            negative=name in self.negatives, guidance_w=guidance_w, run=run)
         add_same_area_counterparts(prepared)
         lend_controls(prepared)
-        unet_inputs.lend_gligen(prepared)
+        lend_gligen(prepared)
         sides = [prepared.get(name) if wanted else None for name, wanted in zip(rule.names, rule.needed())]
         weights = weight_hooks.WeightRun(self.model) if any(it.hooks is not None for side in sides for it in side or ()) else None
         return BoundGuider(self.model, rule, sides, weights=weights)

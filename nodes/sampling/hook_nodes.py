@@ -38,6 +38,7 @@ from latentgraph.nodes.sampling.weight_hooks import (
     interpolated,
 )
 from latentgraph.registry import TypeSpec
+from latentgraph import model_folders
 
 log = logging.getLogger("latentgraph.hooks")
 
@@ -140,7 +141,7 @@ class CreateHookModelAsLora(Node):
         description="Another checkpoint as a hook: its difference to the sampled model, so at strength 1 "
         "the hooked conditionings are evaluated with that checkpoint's weights.",
         inputs=(
-            In("ckpt_name", "COMBO", choices=lambda settings, registry: settings.list_models("checkpoints")),
+            In("ckpt_name", "COMBO", choices=model_folders.choices("checkpoints")),
             _strength_in("strength_model"),
             _strength_in("strength_clip"),
             _prev_hooks(),

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -414,30 +414,3 @@ def unet_call(model: DiffusionModel, x: Tensor, timestep: Tensor, **kw: Any) -> 
         return model.unet(x, timestep, return_dict=False, **kw)[0]
     with gligen_attached(model, gligen):
         return model.unet(x, timestep, return_dict=False, **kw)[0]
-
-
-def lend_gligen(sides: dict[str, list[Any]]) -> None:
-    """The positive's area-less GLIGEN entries reach the other sides' area-less entries (ComfyUI's
-    ``apply_empty_x_to_equal_area``), unless one of those already has a GLIGEN of its own; the
-    n-th GLIGEN goes to the (n mod count)-th such entry. Items are guidance ``CondItem``s."""
-
-    def gligen_of(item: Any) -> GligenInput | None:
-        return item.unet_inputs.gligen if item.unet_inputs is not None else None
-
-    positive = sides.get("positive")
-    if not positive:
-        return
-    lent = [gligen_of(it) for it in positive if not it.area_given and gligen_of(it) is not None]
-    if not lent:
-        return
-    for name, items in sides.items():
-        if name == "positive":
-            continue
-        whole = [i for i, it in enumerate(items) if not it.area_given]
-        if not whole or any(gligen_of(items[i]) is not None for i in whole):
-            continue
-        originals = list(items)
-        for n, gligen in enumerate(lent):
-            index = whole[n % len(whole)]
-            own = originals[index].unet_inputs or EntryInputs()
-            items[index] = replace(originals[index], unet_inputs=replace(own, gligen=gligen))
