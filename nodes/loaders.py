@@ -49,6 +49,17 @@ def file_fingerprint(settings: Settings, kind: str, name: Any) -> str | None:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+def file_fingerprint_of(kind: str, *input_names: str) -> Any:
+    """The ``fingerprint`` of a node that reads model files named by ``input_names``: a file
+    replaced on disk (size or time) re-runs the node, an unchanged one is served from the cache."""
+
+    def fingerprint(cls: Any, settings: Settings, inputs: Mapping[str, Any]) -> str | None:
+        parts = [file_fingerprint(settings, kind, inputs.get(name)) for name in input_names]
+        return parts[0] if len(parts) == 1 else "|".join(str(p) for p in parts)
+
+    return classmethod(fingerprint)
+
+
 class LoadCheckpoint(Node):
     spec = NodeSpec(
         name="LoadCheckpoint",
@@ -69,9 +80,7 @@ class LoadCheckpoint(Node):
             raise NodeInputError("ckpt_name", str(exc)) from None
         return (loaded.model, loaded.clip, loaded.vae)
 
-    @classmethod
-    def fingerprint(cls, settings: Settings, inputs: Mapping[str, Any]) -> str | None:
-        return file_fingerprint(settings, "checkpoints", inputs.get("ckpt_name"))
+    fingerprint = file_fingerprint_of("checkpoints", "ckpt_name")
 
 
 class VAELoader(Node):
@@ -91,9 +100,7 @@ class VAELoader(Node):
         except CheckpointError as exc:
             raise NodeInputError("vae_name", str(exc)) from None
 
-    @classmethod
-    def fingerprint(cls, settings: Settings, inputs: Mapping[str, Any]) -> str | None:
-        return file_fingerprint(settings, "vae", inputs.get("vae_name"))
+    fingerprint = file_fingerprint_of("vae", "vae_name")
 
 
 NODES = [LoadCheckpoint, VAELoader]

@@ -38,6 +38,7 @@ from latentgraph.nodes.checkpoint_files import CheckpointError, open_weights
 from latentgraph.nodes.components import DiffusionModel, TextEncoder
 from latentgraph.nodes.original_layout import rename, unet_module_map
 from latentgraph import model_folders
+from latentgraph.nodes.loaders import file_fingerprint_of
 
 log = logging.getLogger("latentgraph.lora")
 
@@ -366,12 +367,6 @@ def _apply_node(ctx, model, clip, lora_name, strength_model, strength_clip):
     return result
 
 
-def _fingerprint(settings, inputs: Mapping[str, Any]) -> str | None:
-    from latentgraph.nodes.loaders import file_fingerprint
-
-    return file_fingerprint(settings, "loras", inputs.get("lora_name"))
-
-
 class LoraLoader(Node):
     spec = NodeSpec(
         name="LoraLoader",
@@ -394,9 +389,7 @@ class LoraLoader(Node):
         result = _apply_node(ctx, model, clip, lora_name, strength_model, strength_clip)
         return (result.model, result.clip)
 
-    @classmethod
-    def fingerprint(cls, settings, inputs):
-        return _fingerprint(settings, inputs)
+    fingerprint = file_fingerprint_of("loras", "lora_name")
 
 
 class LoraLoaderModelOnly(Node):
@@ -417,9 +410,7 @@ class LoraLoaderModelOnly(Node):
             return (model,)
         return (_apply_node(ctx, model, None, lora_name, strength_model, 0.0).model,)
 
-    @classmethod
-    def fingerprint(cls, settings, inputs):
-        return _fingerprint(settings, inputs)
+    fingerprint = file_fingerprint_of("loras", "lora_name")
 
 
 NODES = [LoraLoader, LoraLoaderModelOnly]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -13,9 +12,8 @@ from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.components import DiffusionModel
 from latentgraph.nodes.control.loading import CheckpointError, load_control_file
 from latentgraph.nodes.control.residuals import Control, ControlNet
-from latentgraph.nodes.loaders import file_fingerprint, resolve_model
+from latentgraph.nodes.loaders import file_fingerprint_of, resolve_model
 from latentgraph.registry import TypeSpec
-from latentgraph.settings import Settings
 from latentgraph import model_folders
 
 FOLDER = "controlnet"
@@ -52,9 +50,7 @@ class ControlNetLoader(Node):
     def execute(self, ctx, control_net_name):
         return (_load(ctx, control_net_name),)
 
-    @classmethod
-    def fingerprint(cls, settings: Settings, inputs: Mapping[str, Any]) -> str | None:
-        return file_fingerprint(settings, FOLDER, inputs.get("control_net_name"))
+    fingerprint = file_fingerprint_of(FOLDER, "control_net_name")
 
 
 class DiffControlNetLoader(Node):
@@ -72,9 +68,7 @@ class DiffControlNetLoader(Node):
             raise NodeInputError("model", "expected a MODEL")
         return (_load(ctx, control_net_name, model),)
 
-    @classmethod
-    def fingerprint(cls, settings: Settings, inputs: Mapping[str, Any]) -> str | None:
-        return file_fingerprint(settings, FOLDER, inputs.get("control_net_name"))
+    fingerprint = file_fingerprint_of(FOLDER, "control_net_name")
 
 
 def _check(control_net: Any, image: Any) -> Tensor:

@@ -17,7 +17,7 @@ import enum
 import importlib
 import sys
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -26,8 +26,7 @@ from torch import Tensor
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.checkpoint_files import CheckpointError, open_weights
-from latentgraph.nodes.loaders import file_fingerprint, resolve_model
-from latentgraph.settings import Settings
+from latentgraph.nodes.loaders import file_fingerprint_of, resolve_model
 from latentgraph import model_folders
 
 KIND = "upscale_models"
@@ -232,9 +231,7 @@ class UpscaleModelLoader(Node):
         except CheckpointError as exc:
             raise NodeInputError("model_name", str(exc)) from None
 
-    @classmethod
-    def fingerprint(cls, settings: Settings, inputs: Mapping[str, Any]) -> str | None:
-        return file_fingerprint(settings, KIND, inputs.get("model_name"))
+    fingerprint = file_fingerprint_of(KIND, "model_name")
 
 
 class ImageUpscaleWithModel(Node):

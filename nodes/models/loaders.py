@@ -34,25 +34,13 @@ from latentgraph.nodes.checkpoints import (
     load_diffusers_folder,
 )
 from latentgraph.nodes.components import DiffusionModel
-from latentgraph.nodes.loaders import file_fingerprint, resolve_model
+from latentgraph.nodes.loaders import file_fingerprint_of, resolve_model
 from latentgraph.nodes.model_configs import TextEncoderConfig, load_shipped_config
 from latentgraph.nodes.models.saving import TEXT_ENCODER_METADATA_KEY
 from latentgraph.nodes.models.unet_patching import during_unet_call, temporary_hooks
 from latentgraph.nodes.original_layout import UNET_PREFIX
 
 log = logging.getLogger("latentgraph.models.loaders")
-
-def _choices(kind: str, suffixes=None):
-    return model_folders.choices(kind, suffixes)
-
-
-def _fingerprint(kind: str, *inputs: str):
-    @classmethod
-    def fingerprint(cls, settings, values: Mapping[str, Any]) -> str | None:
-        return "|".join(str(file_fingerprint(settings, kind, values.get(name))) for name in inputs)
-
-    return fingerprint
-
 
 def _load_full(ctx, path, input_name):
     formats = ctx.registry.model_formats or {f.name: f for f in BUILTIN_FORMATS}
@@ -70,8 +58,8 @@ class CheckpointLoader(Node):
         category="advanced/loaders",
         description="ComfyUI's config form of Load Checkpoint. The architecture is detected from the file "
         "(offline); the .yaml config is only checked to exist.",
-        inputs=(In("config_name", "COMBO", choices=_choices("configs", (".yaml", ".yml", ".json"))),
-                In("ckpt_name", "COMBO", choices=_choices("checkpoints"))),
+        inputs=(In("config_name", "COMBO", choices=model_folders.choices("configs", (".yaml", ".yml", ".json"))),
+                In("ckpt_name", "COMBO", choices=model_folders.choices("checkpoints"))),
         outputs=(Out("MODEL"), Out("CLIP"), Out("VAE")),
     )
 
@@ -81,7 +69,7 @@ class CheckpointLoader(Node):
         loaded = _load_full(ctx, path, "ckpt_name")
         return (loaded.model, loaded.clip, loaded.vae)
 
-    fingerprint = _fingerprint("checkpoints", "ckpt_name")
+    fingerprint = file_fingerprint_of("checkpoints", "ckpt_name")
 
 
 class unCLIPCheckpointLoader(Node):  # noqa: N801 - ComfyUI's class name
@@ -91,7 +79,7 @@ class unCLIPCheckpointLoader(Node):  # noqa: N801 - ComfyUI's class name
         category="loaders",
         description="Loads an unCLIP checkpoint's MODEL (an unCLIP UNet: it reads unCLIPConditioning), CLIP, VAE "
         "and its image tower as CLIP_VISION (None if the file has none; nodes that need it say so).",
-        inputs=(In("ckpt_name", "COMBO", choices=_choices("checkpoints")),),
+        inputs=(In("ckpt_name", "COMBO", choices=model_folders.choices("checkpoints")),),
         outputs=(Out("MODEL"), Out("CLIP"), Out("VAE"), Out("CLIP_VISION")),
     )
 
@@ -109,7 +97,7 @@ class unCLIPCheckpointLoader(Node):  # noqa: N801 - ComfyUI's class name
                         path.name, exc)
         return (loaded.model, loaded.clip, loaded.vae, vision)
 
-    fingerprint = _fingerprint("checkpoints", "ckpt_name")
+    fingerprint = file_fingerprint_of("checkpoints", "ckpt_name")
 
 
 class DiffusersLoader(Node):
@@ -118,7 +106,7 @@ class DiffusersLoader(Node):
         display_name="DiffusersLoader",
         category="advanced/loaders/deprecated",
         description="Loads a diffusers-format folder (model_index.json) from models/diffusers.",
-        inputs=(In("model_path", "COMBO", choices=_choices("diffusers")),),
+        inputs=(In("model_path", "COMBO", choices=model_folders.choices("diffusers")),),
         outputs=(Out("MODEL"), Out("CLIP"), Out("VAE")),
     )
 
@@ -132,7 +120,7 @@ class DiffusersLoader(Node):
             raise NodeInputError("model_path", str(exc)) from None
         return (loaded.model, loaded.clip, loaded.vae)
 
-    fingerprint = _fingerprint("diffusers", "model_path")
+    fingerprint = file_fingerprint_of("diffusers", "model_path")
 
 
 # -- UNet files ----------------------------------------------------------------------------------------
@@ -163,7 +151,7 @@ class UNETLoader(Node):
         category="advanced/loaders",
         description="Loads a UNet-only file (e.g. ModelSave's) from models/diffusion_models. fp8 weight types "
         "are read but run in the device's compute dtype.",
-        inputs=(In("unet_name", "COMBO", choices=_choices("diffusion_models")),
+        inputs=(In("unet_name", "COMBO", choices=model_folders.choices("diffusion_models")),
                 In("weight_dtype", "COMBO", choices=("default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"))),
         outputs=(Out("MODEL"),),
     )
@@ -177,7 +165,7 @@ class UNETLoader(Node):
         except CheckpointError as exc:
             raise NodeInputError("unet_name", str(exc)) from None
 
-    fingerprint = _fingerprint("diffusion_models", "unet_name")
+    fingerprint = file_fingerprint_of("diffusion_models", "unet_name")
 
 
 # -- text encoder files --------------------------------------------------------------------------------
@@ -226,7 +214,7 @@ class CLIPLoader(Node):
         description="Loads one text encoder file (SD1 CLIP-L or SD2 OpenCLIP-H) from models/text_encoders; "
         "type stable_diffusion covers both. The other families' encoders are not supported.",
         inputs=(
-            In("clip_name", "COMBO", choices=_choices("text_encoders")),
+            In("clip_name", "COMBO", choices=model_folders.choices("text_encoders")),
             In("type", "COMBO", choices=("stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv",
                                          "pixart", "cosmos", "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2",
                                          "qwen_image", "hunyuan_image", "flux2", "ovis")),
@@ -249,7 +237,7 @@ class CLIPLoader(Node):
         dev, dtype = device_and_dtype(ctx.settings)
         return (_text_encoder(arch, [module], [enc], dev, dtype, info={"source": str(path)}),)
 
-    fingerprint = _fingerprint("text_encoders", "clip_name")
+    fingerprint = file_fingerprint_of("text_encoders", "clip_name")
 
 
 class DualCLIPLoader(Node):
@@ -259,8 +247,8 @@ class DualCLIPLoader(Node):
         category="advanced/loaders",
         description="Loads SDXL's two text encoders (CLIP-L and OpenCLIP-G, in either order) from models/text_encoders.",
         inputs=(
-            In("clip_name1", "COMBO", choices=_choices("text_encoders")),
-            In("clip_name2", "COMBO", choices=_choices("text_encoders")),
+            In("clip_name1", "COMBO", choices=model_folders.choices("text_encoders")),
+            In("clip_name2", "COMBO", choices=model_folders.choices("text_encoders")),
             In("type", "COMBO", choices=("sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_image",
                                          "hunyuan_video_15", "kandinsky5", "kandinsky5_image", "ltxv", "newbie")),
             In("device", "COMBO", choices=("default", "cpu"), required=False, editor_options={"advanced": True}),
@@ -285,7 +273,7 @@ class DualCLIPLoader(Node):
         dev, dtype = device_and_dtype(ctx.settings)
         return (_text_encoder("sdxl", [t[3] for t in loaded], [t[2] for t in loaded], dev, dtype),)
 
-    fingerprint = _fingerprint("text_encoders", "clip_name1", "clip_name2")
+    fingerprint = file_fingerprint_of("text_encoders", "clip_name1", "clip_name2")
 
 
 # -- hypernetworks -------------------------------------------------------------------------------------
@@ -370,7 +358,7 @@ class HypernetworkLoader(Node):
         name="HypernetworkLoader",
         category="loaders",
         description="Applies a hypernetwork (A1111 format) to the UNet's attention key/value inputs.",
-        inputs=(In("model", "MODEL"), In("hypernetwork_name", "COMBO", choices=_choices("hypernetworks", (".pt", ".pth", ".ckpt"))),
+        inputs=(In("model", "MODEL"), In("hypernetwork_name", "COMBO", choices=model_folders.choices("hypernetworks", (".pt", ".pth", ".ckpt"))),
                 In("strength", "FLOAT", default=1.0, min=-10.0, max=10.0, step=0.01)),
         outputs=(Out("MODEL"),),
     )
@@ -383,7 +371,7 @@ class HypernetworkLoader(Node):
             raise NodeInputError("hypernetwork_name", str(exc)) from None
         return (apply_hypernetwork(model, layers, strength),)
 
-    fingerprint = _fingerprint("hypernetworks", "hypernetwork_name")
+    fingerprint = file_fingerprint_of("hypernetworks", "hypernetwork_name")
 
 
 NODES = [CheckpointLoader, unCLIPCheckpointLoader, DiffusersLoader, UNETLoader, CLIPLoader, DualCLIPLoader, HypernetworkLoader]

@@ -39,6 +39,7 @@ from latentgraph.nodes.sampling.weight_hooks import (
 )
 from latentgraph.registry import TypeSpec
 from latentgraph import model_folders
+from latentgraph.nodes.loaders import file_fingerprint_of
 
 log = logging.getLogger("latentgraph.hooks")
 
@@ -112,11 +113,7 @@ class CreateHookLora(Node):
         hook = WeightHook(LoraWeights(lora, fingerprint), sm, sc, hook_uid("lora", ctx.node_id, fingerprint, sm, sc))
         return _with_new_hook(prev_hooks, hook)
 
-    @classmethod
-    def fingerprint(cls, settings, inputs):
-        from latentgraph.nodes.loaders import file_fingerprint
-
-        return file_fingerprint(settings, "loras", inputs.get("lora_name"))
+    fingerprint = file_fingerprint_of("loras", "lora_name")
 
 
 class CreateHookLoraModelOnly(CreateHookLora):
@@ -159,11 +156,7 @@ class CreateHookModelAsLora(Node):
         hook = WeightHook(source, sm, sc, hook_uid("checkpoint", ctx.node_id, fingerprint, sm, sc))
         return _with_new_hook(prev_hooks, hook)
 
-    @classmethod
-    def fingerprint(cls, settings, inputs):
-        from latentgraph.nodes.loaders import file_fingerprint
-
-        return file_fingerprint(settings, "checkpoints", inputs.get("ckpt_name"))
+    fingerprint = file_fingerprint_of("checkpoints", "ckpt_name")
 
 
 class CreateHookModelAsLoraModelOnly(CreateHookModelAsLora):

@@ -27,6 +27,7 @@ from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.checkpoint_files import CheckpointError, WeightFile, open_weights
 from latentgraph import model_folders
+from latentgraph.nodes.loaders import file_fingerprint_of
 
 CLIP_VISION = "CLIP_VISION"
 CLIP_VISION_OUTPUT = "CLIP_VISION_OUTPUT"
@@ -224,11 +225,7 @@ class CLIPVisionLoader(Node):
         except CheckpointError as exc:
             raise NodeInputError("clip_name", str(exc)) from None
 
-    @classmethod
-    def fingerprint(cls, settings, inputs):
-        from latentgraph.nodes.loaders import file_fingerprint
-
-        return file_fingerprint(settings, FOLDER, inputs.get("clip_name"))
+    fingerprint = file_fingerprint_of(FOLDER, "clip_name")
 
 
 class CLIPVisionEncode(Node):

@@ -26,6 +26,7 @@ from latentgraph.nodes.checkpoint_files import CheckpointError, open_weights
 from latentgraph.nodes.latents import MAX_RESOLUTION
 from latentgraph.nodes.text._cond import check_conditioning
 from latentgraph import model_folders
+from latentgraph.nodes.loaders import file_fingerprint_of
 
 GLIGEN = "GLIGEN"
 FOLDER = "gligen"
@@ -100,11 +101,7 @@ class GLIGENLoader(Node):
         except CheckpointError as exc:
             raise NodeInputError("gligen_name", str(exc)) from None
 
-    @classmethod
-    def fingerprint(cls, settings, inputs):
-        from latentgraph.nodes.loaders import file_fingerprint
-
-        return file_fingerprint(settings, FOLDER, inputs.get("gligen_name"))
+    fingerprint = file_fingerprint_of(FOLDER, "gligen_name")
 
 
 class GLIGENTextBoxApply(Node):

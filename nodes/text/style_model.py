@@ -27,6 +27,7 @@ from latentgraph.nodes.checkpoint_files import CheckpointError, open_weights
 from latentgraph.nodes.text._cond import check_conditioning
 from latentgraph.nodes.text.clip_vision import CLIP_VISION_OUTPUT, check_clip_vision_output
 from latentgraph import model_folders
+from latentgraph.nodes.loaders import file_fingerprint_of
 
 STYLE_MODEL = "STYLE_MODEL"
 FOLDER = "style_models"
@@ -166,11 +167,7 @@ class StyleModelLoader(Node):
         except CheckpointError as exc:
             raise NodeInputError("style_model_name", str(exc)) from None
 
-    @classmethod
-    def fingerprint(cls, settings, inputs):
-        from latentgraph.nodes.loaders import file_fingerprint
-
-        return file_fingerprint(settings, FOLDER, inputs.get("style_model_name"))
+    fingerprint = file_fingerprint_of(FOLDER, "style_model_name")
 
 
 class StyleModelApply(Node):
