@@ -93,7 +93,7 @@ class CreateHookLora(Node):
         description="A LoRA applied only to the conditionings (or CLIP) the hook is attached to, "
         "at a strength that keyframes can change over the run.",
         inputs=(
-            In("lora_name", "COMBO", choices=lambda settings, registry: settings.list_models("loras")),
+            In("lora_name", "COMBO", choices=model_folders.choices("loras")),
             _strength_in("strength_model"),
             _strength_in("strength_clip"),
             _prev_hooks(),
