@@ -241,6 +241,10 @@ class Interrupted(LatentgraphError):
     """Raised inside a run when the interrupt flag is set."""
 
 
+class ExecutionBlocked(LatentgraphError):
+    """A node received an :class:`~latentgraph.node.ExecutionBlocker` that carries a message."""
+
+
 class NodeInputError(LatentgraphError):
     """A node found an input it cannot use at run time; names the input."""
 

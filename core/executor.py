@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from latentgraph.cache import Cache
 from latentgraph.context import ExecutionContext, InterruptFlag
 from latentgraph.async_runner import AsyncRunner
-from latentgraph.errors import Interrupted, NodeFailure, NodeInputError
+from latentgraph.errors import ExecutionBlocked, Interrupted, NodeFailure, NodeInputError
 from latentgraph.events import (
     EventSink,
     ExecutionFailed,
@@ -51,7 +51,7 @@ from latentgraph.cache_keys import needs_fingerprint, node_key
 from latentgraph.expansion import expand_node, resolve_expansion
 from latentgraph.list_values import ListValue, NodeOutputError, _as_list, _content_id, _items, _listed
 from latentgraph.model_memory import ModelMemory
-from latentgraph.node import Node, NodeResult
+from latentgraph.node import ExecutionBlocker, Node, NodeResult
 from latentgraph.registry import NodeRegistry
 from latentgraph.run_state import _Calls, _NodeFailed, _Run
 from latentgraph.settings import Settings
@@ -365,6 +365,13 @@ class Executor:
         if pending.get(nid, 0) == 0:
             values.pop(nid, None)
 
+    def _blocked(self, run: _Run, node: PlannedNode, blocker: ExecutionBlocker) -> tuple[tuple[Any, ...], None, float]:
+        """A node reading a blocker does not run: it fails with the blocker's message, or (no
+        message) passes a silent blocker on through every output."""
+        if blocker.message is not None:
+            raise _NodeFailed(self._failure(run, node, ExecutionBlocked(f"Execution Blocked: {blocker.message}")))
+        return tuple(blocker for _ in node.spec.outputs), None, 0.0
+
     def _execute(self, node: PlannedNode, run: _Run) -> tuple[tuple[Any, ...], dict[str, Any] | None, float] | None:
         """Run one node; ``None`` when it cannot finish yet (it asked for lazy inputs, expanded,
         or awaits): it is queued again or collected when its coroutine is done."""
@@ -385,6 +392,8 @@ class Executor:
                 continue
             if type(value) is ListValue:
                 mapped = True
+            elif type(value) is ExecutionBlocker:
+                return self._blocked(run, node, value)
             kwargs[name] = value
         instance = (run.instances.pop(node.id, None) if lazy else None) or node.node_type()
         ctx = ExecutionContext(

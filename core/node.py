@@ -136,6 +136,18 @@ class NodeResult:
     expand: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionBlocker:
+    """An output value that stops the nodes reading it (ComfyUI's ``ExecutionBlocker``).
+
+    A node that receives one as any input does not run: each of its outputs is a blocker too, so
+    everything after it is skipped (an output node saves nothing). With a ``message`` the node
+    that receives it fails with "Execution Blocked: <message>", naming that node; ``None``
+    blocks silently. Prefer lazy inputs where a node decides which branch runs."""
+
+    message: str | None = None
+
+
 class Node:
     """Base class of every node type. Instances are created per execution and hold no state."""
 

@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from latentgraph.context import ExecutionContext
-from latentgraph.node import ANY_TYPE, CORE_CONNECTION_TYPES, WIDGET_TYPES, InputSpec, Node, NodeResult, NodeSpec, OutputSpec
+from latentgraph.node import ANY_TYPE, CORE_CONNECTION_TYPES, WIDGET_TYPES, ExecutionBlocker, InputSpec, Node, NodeResult, NodeSpec, OutputSpec
 from latentgraph.plugins.hookspecs import hookimpl
 from latentgraph.registry import RegistrationError, TypeSpec
 from latentgraph.settings import Settings
@@ -121,13 +121,15 @@ def to_node_result(returned: Any, n_outputs: int) -> NodeResult:
     "expand"}``, or a V3 ``NodeOutput`` (``None`` is no outputs)."""
     ui = expand = None
     if hasattr(returned, "args") and hasattr(returned, "block_execution"):  # V3 NodeOutput
-        if returned.block_execution is not None:
-            raise RuntimeError(f"Execution Blocked: {returned.block_execution}")
-        ui, expand, returned = returned.ui, returned.expand, returned.args
+        ui, expand = returned.ui, returned.expand
+        blocked = returned.block_execution
+        returned = (ExecutionBlocker(blocked),) * n_outputs if blocked is not None else returned.args
     elif isinstance(returned, dict):
         ui = returned.get("ui")
         expand = returned.get("expand")
         returned = returned.get("result", ())
+    if isinstance(returned, ExecutionBlocker):  # one blocker stands for every output (ComfyUI's rule)
+        returned = (returned,) * n_outputs
     if returned is None:
         returned = ()
     if not isinstance(returned, (tuple, list)):

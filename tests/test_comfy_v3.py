@@ -41,7 +41,7 @@ def test_extension_registers_every_node_of_its_list(engine):
     assert info.errors == [] and info.source == "plugins-dir"
     assert sorted(info.nodes) == sorted([
         "GradientV3", "PosterizeV3", "MultiplyV3", "PickWord", "ShowTextV3", "LazySwitchV3", "SplitWords",
-        "JoinWordsV3", "PosterizedGradient", "PosterizeTimes", "ExpandWithoutAsking", "SlowUpper", "WhoAmIV3", "PreviewGradient",
+        "JoinWordsV3", "PosterizedGradient", "PosterizeTimes", "GateV3", "ExpandWithoutAsking", "SlowUpper", "WhoAmIV3", "PreviewGradient",
         "RepeatTextV3", "StampedTextV3", "MeanColour", "ShowColour",
     ])
     assert "RGB_TRIPLE" in engine.registry.types  # io.Custom("RGB_TRIPLE") became a connection type
@@ -199,6 +199,27 @@ def test_expansion_with_comfyuis_graph_builder(engine, lg_settings):
     assert len(set(np.asarray(a).ravel())) == 3
 
 
+def test_execution_blocker_skips_what_follows_and_a_message_fails_the_reader(engine, lg_settings):
+    """ComfyUI's ExecutionBlocker: a closed gate runs nothing after it (SaveImage saves nothing, the
+    prompt succeeds, the other branch still saves); with a reason the node reading it fails with it."""
+
+    def gated(open_: bool, reason: str = "") -> dict:
+        wf = WorkflowBuilder()
+        grad = wf.add("GradientV3", id="1", width=8, height=8, direction="horizontal", invert=False)
+        gate = wf.add("GateV3", id="2", image=grad[0], open=open_, reason=reason)
+        wf.add("SaveImage", id="3", images=wf.add("PosterizeV3", id="4", image=gate[0], levels=2)[0], filename_prefix="gated")
+        wf.add("SaveImage", id="5", images=grad[0], filename_prefix="always")
+        return wf.to_api()
+
+    closed = assert_success(engine.run(gated(False)))
+    assert set(closed.outputs) == {"5"} and {"3", "4"} <= set(closed.executed)
+    assert [f.name for f in lg_settings.output_dir.glob("gated*")] == []
+    opened = assert_success(engine.run(gated(True)))
+    assert set(opened.outputs) == {"3", "5"} and len(list(lg_settings.output_dir.glob("gated*"))) == 1
+    failure = assert_failed(engine.run(gated(False, "review the gradient first")), node_id="4")
+    assert failure.message.startswith("Execution Blocked: review the gradient first")
+
+
 def test_async_nodes_overlap_on_the_event_loop(engine):
     events = sys.modules["latentgraph_plugin_comfy_v3_nodes"].ASYNC_EVENTS
     events.clear()
@@ -319,8 +340,9 @@ def test_broken_v3_files_are_reported_and_the_rest_loads(lg_engine, lg_settings)
 
     blocked = WorkflowBuilder()
     blocked.add("Show", value=blocked.add("Blocker", x=1.0)[0])
-    failure = assert_failed(engine.run(blocked.to_api()), node_id="1", plugin="comfy_v3_partly_broken")
+    failure = assert_failed(engine.run(blocked.to_api()), node_id="2")  # the node that reads the blocked value
     assert "Execution Blocked: x must be reviewed first" in failure.message
+    assert failure.exception_type.endswith("ExecutionBlocked")
 
 
 def test_entrypoint_can_be_read_while_an_event_loop_runs(lg_settings):
@@ -338,7 +360,7 @@ def test_entrypoint_can_be_read_while_an_event_loop_runs(lg_settings):
         names = [cls.__name__ for cls in asyncio.run(inside_a_loop())]
     finally:
         sys.modules.pop("latentgraph_plugin_v3_in_loop", None)
-    assert names[:3] == ["GradientV3", "PosterizeV3", "MultiplyV3"] and len(names) == 18
+    assert names[:3] == ["GradientV3", "PosterizeV3", "MultiplyV3"] and len(names) == 19
 
 
 def test_comfy_api_names_one_set_of_classes_and_only_after_loading(engine):

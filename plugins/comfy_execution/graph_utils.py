@@ -1,4 +1,5 @@
-"""``comfy_execution.graph_utils`` for custom nodes: the subgraph builder of node expansion.
+"""``comfy_execution.graph_utils`` for custom nodes: the subgraph builder of node expansion, and
+``ExecutionBlocker`` (latentgraph's own, :class:`latentgraph.node.ExecutionBlocker`).
 
 It is :class:`latentgraph.node.GraphBuilder` with the extra calls ComfyUI's builder offers. Ids need
 no prefix here: the engine prefixes a subgraph's ids with the expanding node's id and call index
@@ -9,8 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from latentgraph.node import ExecutionBlocker
 from latentgraph.node import GraphBuilder as _Builder
 from latentgraph.node import GraphRef
+
+__all__ = ["ExecutionBlocker", "GraphBuilder", "Node", "is_link"]
 
 
 def is_link(value: Any) -> bool:

@@ -11,7 +11,7 @@ import torch
 from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io, ui
-from comfy_execution.graph_utils import GraphBuilder, is_link
+from comfy_execution.graph_utils import ExecutionBlocker, GraphBuilder, is_link
 
 #: Choices of PickWord, read again at every validation (a test adds one).
 WORDS = ["apple", "pear"]
@@ -229,6 +229,26 @@ class PosterizeTimes(io.ComfyNode):
         return io.NodeOutput(current, expand=graph.finalize())
 
 
+class GateV3(io.ComfyNode):
+    """Passes the image on, or blocks everything after it (ComfyUI's ExecutionBlocker pattern)."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="GateV3",
+            category="image",
+            inputs=[io.Image.Input("image"), io.Boolean.Input("open", default=True),
+                    io.String.Input("reason", default="")],
+            outputs=[io.Image.Output()],
+        )
+
+    @classmethod
+    def execute(cls, image, open, reason):
+        if open:
+            return io.NodeOutput(image)
+        return io.NodeOutput(ExecutionBlocker(reason or None))
+
+
 class ExpandWithoutAsking(io.ComfyNode):
     """Returns a subgraph without enable_expand: refused, as in ComfyUI."""
 
@@ -375,7 +395,7 @@ class V3Extension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [GradientV3, PosterizeV3, MultiplyV3, PickWord, ShowTextV3, LazySwitchV3, SplitWords, JoinWordsV3,
-                PosterizedGradient, PosterizeTimes, ExpandWithoutAsking, SlowUpper, WhoAmIV3, PreviewGradient, RepeatTextV3,
+                PosterizedGradient, PosterizeTimes, GateV3, ExpandWithoutAsking, SlowUpper, WhoAmIV3, PreviewGradient, RepeatTextV3,
                 StampedTextV3, MeanColour, ShowColour]
 
 
