@@ -62,13 +62,12 @@ class Server:
     data_dir: Path
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("editor-data")
+def start_server(data_dir: Path, *extra: str):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     log = open(data_dir / "serve.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "latentgraph.cli", "serve", "--data-dir", str(data_dir), "--port", "0", "--no-plugins"],
+        [sys.executable, "-m", "latentgraph.cli", "serve", "--data-dir", str(data_dir), "--port", "0", "--no-plugins",
+         *extra],
         stdout=subprocess.PIPE, stderr=log, text=True, env=env,
     )
     try:
@@ -92,6 +91,20 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from start_server(tmp_path_factory.mktemp("editor-data"))
+
+
+#: The token of the server started with --auth-token (a browser sends it as the Basic password).
+TOKEN = "editor-secret"
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory):
+    yield from start_server(tmp_path_factory.mktemp("editor-auth-data"), "--auth-token", TOKEN)
+
+
+@pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -111,8 +124,8 @@ class Watched:
         assert not self.problems, "\n".join(self.problems)
 
 
-def open_editor(browser, server: Server) -> Watched:
-    page = browser.new_context(viewport={"width": 1400, "height": 860}).new_page()
+def open_editor(browser, server: Server, **context: object) -> Watched:
+    page = browser.new_context(viewport={"width": 1400, "height": 860}, **context).new_page()
     watched = Watched(page)
 
     def on_response(response):
@@ -162,6 +175,15 @@ def choose_combo(page, node_id: int, widget: str, value: str) -> None:
     page.locator(".litemenu-entry", has_text=value).first.click()
 
 
+def load_shared_workflow_on_the_demo_model(page, tmp_path: Path) -> None:
+    """Open a workflow shared with someone else's checkpoint and switch it to the demo model."""
+    page.set_input_files("#comfy-file-input", str(editor_workflow(tmp_path)))
+    page.wait_for_function(f"() => {APP}.graph.nodes.some(n => n.type === 'LoadCheckpoint')", timeout=WAIT_MS)
+    assert page.evaluate(f"() => {APP}.graph.getNodeById(4).widgets[0].value") == "v1-5-pruned-emaonly.safetensors"
+    choose_combo(page, 4, "ckpt_name", DEMO)
+    assert page.evaluate(f"() => {APP}.graph.getNodeById(4).widgets[0].value") == DEMO
+
+
 def test_editor_runs_the_demo_model(browser, server, tmp_path):
     watched = open_editor(browser, server)
     page = watched.page
@@ -172,11 +194,7 @@ def test_editor_runs_the_demo_model(browser, server, tmp_path):
     badges = page.evaluate(f"() => {APP}.graph.nodes.map(n => n.constructor.nodeData?.python_module)")
     assert all(b and b.split(".")[0] == "nodes" for b in badges), badges
 
-    page.set_input_files("#comfy-file-input", str(editor_workflow(tmp_path)))
-    page.wait_for_function(f"() => {APP}.graph.nodes.some(n => n.type === 'LoadCheckpoint')", timeout=WAIT_MS)
-    assert page.evaluate(f"() => {APP}.graph.getNodeById(4).widgets[0].value") == "v1-5-pruned-emaonly.safetensors"
-    choose_combo(page, 4, "ckpt_name", DEMO)
-    assert page.evaluate(f"() => {APP}.graph.getNodeById(4).widgets[0].value") == DEMO
+    load_shared_workflow_on_the_demo_model(page, tmp_path)
     page.mouse.click(700, 600)  # the empty canvas: then "." fits the whole graph in view
     page.keyboard.press(".")
 
@@ -246,3 +264,19 @@ def test_a_workflow_saved_in_the_editor_is_listed_after_reload(browser, server):
     page.keyboard.press("w")  # the workflows sidebar
     page.get_by_text("my saved graph").first.wait_for(timeout=WAIT_MS)
     again.check()
+
+
+def test_the_editor_loads_and_connects_behind_the_auth_token(browser, auth_server):
+    """With ``--auth-token`` the browser answers the server's Basic challenge (the token as the
+    password): the editor's page, its API calls and its websocket all get through.
+
+    Not covered: running a prompt from the page. Under playwright's credential handling the
+    page's POST and later websocket events were lost intermittently while the server ran the
+    prompt to completion (seen in its history); that is left to investigate."""
+    assert browser.new_context().request.get(auth_server.base + "/").status == 401  # no credentials
+    watched = open_editor(browser, auth_server, http_credentials={"username": "me", "password": TOKEN})
+    page = watched.page
+    page.wait_for_function(f"() => {APP}.api.socket?.readyState === 1", timeout=WAIT_MS)
+    assert any(f["type"] == "status" for f in watched.frames), "no status message came over the websocket"
+    assert page.evaluate("async () => (await fetch('/api/object_info/KSampler')).status") == 200
+    watched.check()
