@@ -12,7 +12,8 @@ from latentgraph.errors import NodeInputError
 from latentgraph.nodes import conditioning_nodes as cn
 from latentgraph.nodes.latent_mask import SetLatentNoiseMask
 from latentgraph.nodes.mask.convert import ImageToMask, SolidMask
-from latentgraph.nodes.sampling.guidance import CFG, CondItem, Guider
+from latentgraph.nodes.sampling.cond_items import CondItem
+from latentgraph.nodes.sampling.guidance import CFG, Guider
 from latentgraph.nodes.sampling.ksampler_nodes import KSampler
 from latentgraph.nodes.tiny_models import make_tiny_checkpoint
 from sd_helpers import Env
@@ -292,7 +293,7 @@ def test_a_positive_area_gets_the_negative_over_the_same_area(sd):
 
 
 def test_set_area_covers_the_same_pixels_on_a_downscale_4_model(sd):
-    from latentgraph.nodes.sampling.guidance import prepare_items
+    from latentgraph.nodes.sampling.cond_items import prepare_items
 
     left = with_area(OTHER, width=64, height=64)  # the left half of a 128×64 picture
     (item,) = prepare_items(sd.model, "positive", left, (1, 4, 16, 32), downscale=4)

@@ -23,7 +23,7 @@ from latentgraph.errors import NodeInputError
 from latentgraph.nodes.components import DiffusionModel, TextEncoder
 from latentgraph.nodes.latent.inpaint import InpaintModelConditioning
 from latentgraph.nodes.latents import EmptyLatent
-from latentgraph.nodes.sampling import guidance
+from latentgraph.nodes.sampling import cond_items, guidance
 from latentgraph.nodes.sampling.ksampler_nodes import KSampler
 from latentgraph.nodes.text.image_conditioning import InstructPixToPixConditioning, unCLIPConditioning
 
@@ -485,7 +485,7 @@ def test_concat_is_cut_to_each_entrys_area_and_cycled_to_the_batch(sd1):
     model = variant(sd, in_channels=8)
     image = torch.randn(1, 4, 8, 8)
     cond = [(torch.randn(1, 77, 32), {"concat_latent_image": image, "area": (4, 6, 2, 1)})]
-    (item,) = guidance.prepare_items(model, "positive", cond, (2, 4, 8, 8), 8)
+    (item,) = cond_items.prepare_items(model, "positive", cond, (2, 4, 8, 8), 8)
     crop, _ = item.region(torch.zeros(2, 4, 8, 8))
     got = call_kwargs([item], [crop])["c_concat"]
     assert got.shape == (2, 4, 4, 6)
@@ -500,7 +500,7 @@ def test_sdxl_revision_takes_the_image_embedding_as_pooled_output():
     embeds = torch.randn(1, 32)
     entry = {"clip_vision_output": {"image_embeds": embeds}, "strength": 0.8, "noise_augmentation": 0.2}
     cond = [(torch.randn(1, 77, 64), {"pooled_output": torch.randn(1, 32), "unclip_conditioning": [entry]})]
-    (item,) = guidance.prepare_items(sdxl.model, "positive", cond, (1, 4, 8, 8), 2)
+    (item,) = cond_items.prepare_items(sdxl.model, "positive", cond, (1, 4, 8, 8), 2)
     want = image_embedding("positive", [entry], 32, None, 0.0)[:, :32]
     assert torch.allclose(item.added["text_embeds"], want)
     assert not torch.allclose(want, embeds * 0.8, atol=1e-3)  # noise-augmented at level 200

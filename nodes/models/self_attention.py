@@ -321,7 +321,8 @@ def self_attention_guidance(model: DiffusionModel, scale: float, blur_sigma: flo
         return out
 
     def post_cfg(args):
-        from latentgraph.nodes.sampling.guidance import CondItem, apply_model
+        from latentgraph.nodes.sampling.cond_items import CondItem
+        from latentgraph.nodes.sampling.guidance import apply_model
         from latentgraph.nodes.sampling.unet_inputs import EntryInputs
 
         attn, uncond = state.pop("attn", None), state.pop("uncond", None)

@@ -19,7 +19,8 @@ from torch import Tensor
 from latentgraph.errors import NodeInputError
 from latentgraph.node import In, Node, NodeSpec, Out
 from latentgraph.nodes.components import DiffusionModel
-from latentgraph.nodes.sampling.guidance import CFG, Guider, NoGuidance, check_conditioning
+from latentgraph.nodes.sampling.cond_items import check_conditioning
+from latentgraph.nodes.sampling.guidance import CFG, Guider, NoGuidance
 from latentgraph.nodes.sampling.kit import Prediction
 from latentgraph.nodes.sampling.ksampler_nodes import MAX_SEED
 from latentgraph.nodes.sampling.run import NoNoise, check_model
