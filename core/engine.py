@@ -11,7 +11,8 @@ from latentgraph.cache import Cache
 from latentgraph.context import InterruptFlag
 from latentgraph.errors import ErrorReport, WorkflowInvalid
 from latentgraph.events import EventSink, null_sink
-from latentgraph.executor import Executor, RunResult
+from latentgraph.executor import Executor
+from latentgraph.run_state import RunResult
 from latentgraph.model_memory import ModelMemory
 from latentgraph.registry import NodeRegistry
 from latentgraph.settings import Settings

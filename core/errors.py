@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,6 +265,22 @@ class NodeFailure:
     traceback: list[str] = field(default_factory=list)
     plugin: str = ""
     input_name: str | None = None
+
+    @classmethod
+    def from_exception(cls, node_id: str, class_type: str, plugin: str, exc: BaseException) -> NodeFailure:
+        """The report of a node that raised ``exc`` (a plugin's node says which plugin)."""
+        message = str(exc) or type(exc).__name__
+        if plugin and plugin != "latentgraph":
+            message = f"{message} (node type from plugin '{plugin}')"
+        return cls(
+            node_id=node_id,
+            class_type=class_type,
+            exception_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            message=message,
+            traceback=traceback.format_exception(type(exc), exc, exc.__traceback__),
+            plugin=plugin,
+            input_name=exc.input_name if isinstance(exc, NodeInputError) else None,
+        )
 
     def to_dict(self, limits: ReportLimits = LIMITS) -> dict[str, Any]:
         """Bounded: the message, and the last ``limits.max_lines`` traceback entries, clipped."""

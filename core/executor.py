@@ -27,15 +27,13 @@ import hashlib
 import inspect
 import os
 import time
-import traceback
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from latentgraph.cache import Cache
 from latentgraph.context import ExecutionContext, InterruptFlag
 from latentgraph.async_runner import AsyncRunner
-from latentgraph.errors import ExecutionBlocked, Interrupted, NodeFailure, NodeInputError
+from latentgraph.errors import ExecutionBlocked, Interrupted, NodeFailure
 from latentgraph.events import (
     EventSink,
     ExecutionFailed,
@@ -49,11 +47,11 @@ from latentgraph.events import (
 )
 from latentgraph.cache_keys import needs_fingerprint, node_key
 from latentgraph.expansion import expand_node, resolve_expansion
-from latentgraph.list_values import ListValue, NodeOutputError, _as_list, _content_id, _items, _listed
+from latentgraph.list_values import ListValue, NodeOutputError, _items, merge_outputs
 from latentgraph.model_memory import ModelMemory
 from latentgraph.node import ExecutionBlocker, Node, NodeResult
 from latentgraph.registry import NodeRegistry
-from latentgraph.run_state import _Calls, _NodeFailed, _Run
+from latentgraph.run_state import RunResult, _Calls, _NodeFailed, _Run
 from latentgraph.settings import Settings
 from latentgraph.validation import Graph, PlannedNode
 
@@ -70,40 +68,6 @@ class Hooks(Protocol):
     def before_node(self, prompt_id: str, node_id: str, class_type: str) -> None: ...
     def after_node(self, prompt_id: str, node_id: str, class_type: str, seconds: float) -> None: ...
     def on_execution_error(self, prompt_id: str, failure: NodeFailure) -> None: ...
-
-
-@dataclass
-class RunResult:
-    prompt_id: str
-    status: str  # "success", "error", "interrupted"
-    #: UI output of each output node, e.g. ``{"9": {"images": [...]}}``.
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    executed: list[str] = field(default_factory=list)
-    cached: list[str] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-    failure: NodeFailure | None = None
-    interrupted_at: str | None = None
-    total_seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "success"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "prompt_id": self.prompt_id,
-            "status": self.status,
-            "outputs": self.outputs,
-            "executed": self.executed,
-            "cached": self.cached,
-            "seconds": {k: round(v, 6) for k, v in self.seconds.items()},
-            "total_seconds": round(self.total_seconds, 6),
-            "error": self.failure.to_dict() if self.failure else None,
-            "interrupted_at": self.interrupted_at,
-        }
-
-
-
 
 
 class Executor:
@@ -435,9 +399,7 @@ class Executor:
                 returned = instance.execute(ctx, **kwargs)
                 if type(returned) is tuple and not spec.any_list_output:  # the common case
                     if len(returned) != len(spec.outputs):
-                        raise NodeOutputError(
-                            f"execute() returned {len(returned)} value(s) for {len(spec.outputs)} declared output(s)"
-                        )
+                        raise _count_error(spec, returned)
                     return returned, None, time.perf_counter() - start
                 calls = [returned]
                 state = _Calls([None], [None], [run.keys[node.id]], False, start)
@@ -561,9 +523,7 @@ class Executor:
         if not state.mapped and type(calls[0]) is tuple and not spec.any_list_output:
             outputs = calls[0]  # the common case
             if len(outputs) != len(spec.outputs):
-                raise NodeOutputError(
-                    f"execute() returned {len(outputs)} value(s) for {len(spec.outputs)} declared output(s)"
-                )
+                raise _count_error(spec, outputs)
             return outputs, None, time.perf_counter() - state.start
         results: list[tuple[tuple, dict | None, Any]] = []
         expanding = False
@@ -579,44 +539,11 @@ class Executor:
             results.append((outputs, ui, expand))
         if expanding:
             return expand_node(self, run, node, results, state)
-        outputs, ui = self._merge(node, results, state)
+        outputs, ui = merge_outputs(node.spec.output_is_list, results, state.mapped, state.origins)
         return outputs, ui, time.perf_counter() - state.start
 
-    def _merge(self, node: PlannedNode, results: list[tuple[tuple, dict | None, Any]],
-               state: _Calls) -> tuple[tuple[Any, ...], dict[str, Any] | None]:
-        """ComfyUI's merge: a list output's lists are joined; other outputs collect one value per
-        call (a list when the node was mapped)."""
-        spec = node.spec
-        uis = [ui for _, ui, _ in results if ui]
-        ui: dict[str, Any] | None
-        if not uis:
-            ui = None
-        elif len(results) == 1:
-            ui = uis[0]
-        else:
-            ui = {k: [y for u in uis for y in (u.get(k) or ())] for k in uis[0]}
-        merged = []
-        for k, is_list in enumerate(spec.output_is_list):
-            if not is_list and not state.mapped:
-                merged.append(results[0][0][k])
-                continue
-            items: list[Any] = []
-            ids: list[bytes] = []
-            for i, (outs, _, _) in enumerate(results):
-                origin = state.origins[i]
-                value = outs[k]
-                if is_list:
-                    for j, x in enumerate(_listed(value)):
-                        items.append(x)
-                        ids.append(_content_id(x) or _blake2b(origin + bytes((k % 256,)) + j.to_bytes(8, "little"), digest_size=16).digest())
-                else:
-                    items.append(value)
-                    ids.append(_content_id(value) or _blake2b(origin + bytes((k % 256,)), digest_size=16).digest())
-            merged.append(_as_list(items, ids))
-        return tuple(merged), ui
-
     def _failure(self, run: _Run, node: PlannedNode, exc: BaseException) -> NodeFailure:
-        failure = _failure(node, exc)
+        failure = NodeFailure.from_exception(node.id, node.class_type, node.node_type.plugin_name, exc)
         origin = run.origin.get(node.id)
         if origin is not None:
             top = run.nodes[origin]
@@ -633,6 +560,10 @@ async def _ready(value: Any) -> Any:
 
 
 
+def _count_error(spec: Any, outputs: tuple) -> NodeOutputError:
+    return NodeOutputError(f"execute() returned {len(outputs)} value(s) for {len(spec.outputs)} declared output(s)")
+
+
 def _normalise(node: PlannedNode, returned: Any) -> tuple[tuple[Any, ...], dict[str, Any] | None, Any]:
     expand = None
     if isinstance(returned, NodeResult):
@@ -646,21 +577,5 @@ def _normalise(node: PlannedNode, returned: Any) -> tuple[tuple[Any, ...], dict[
     if expand is not None and not outputs and node.spec.outputs:
         outputs = (None,) * len(node.spec.outputs)
     if len(outputs) != len(node.spec.outputs):
-        raise NodeOutputError(f"execute() returned {len(outputs)} value(s) for {len(node.spec.outputs)} declared output(s)")
+        raise _count_error(node.spec, outputs)
     return outputs, ui, expand
-
-
-def _failure(node: PlannedNode, exc: BaseException) -> NodeFailure:
-    plugin = node.node_type.plugin_name
-    message = str(exc) or type(exc).__name__
-    if plugin and plugin != "latentgraph":
-        message = f"{message} (node type from plugin '{plugin}')"
-    return NodeFailure(
-        node_id=node.id,
-        class_type=node.class_type,
-        exception_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-        message=message,
-        traceback=traceback.format_exception(type(exc), exc, exc.__traceback__),
-        plugin=plugin,
-        input_name=exc.input_name if isinstance(exc, NodeInputError) else None,
-    )

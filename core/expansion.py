@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from latentgraph.cache_keys import needs_fingerprint, node_key
 from latentgraph.errors import ErrorReport
-from latentgraph.list_values import NodeOutputError
+from latentgraph.list_values import NodeOutputError, merge_outputs
 from latentgraph.run_state import _Calls, _NodeFailed, _Run
 from latentgraph.validation import PlannedNode, _ChoiceCache, _check_node
 from latentgraph.workflow import Link, Workflow, WorkflowNode, parse_workflow
@@ -108,7 +108,7 @@ def resolve_expansion(executor: Executor, node: PlannedNode, run: _Run) -> tuple
                     f"expansion gives {len(outs)} value(s) for {len(node.spec.outputs)} declared output(s)"
                 )
             results.append((outs, ui, None))
-        outputs, ui = executor._merge(node, results, state)
+        outputs, ui = merge_outputs(node.spec.output_is_list, results, state.mapped, state.origins)
     except Exception as exc:
         raise _NodeFailed(executor._failure(run, node, exc)) from exc
     for t in targets:

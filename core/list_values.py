@@ -70,3 +70,37 @@ def _listed(value: Any) -> list[Any]:
     if isinstance(value, (list, tuple)):
         return list(value)
     raise NodeOutputError(f"an output declared as a list must be a list, got {type(value).__name__}")
+
+
+def merge_outputs(output_is_list: tuple[bool, ...], results: list[tuple[tuple, dict | None, Any]], mapped: bool,
+                  origins: list[bytes]) -> tuple[tuple[Any, ...], dict[str, Any] | None]:
+    """ComfyUI's merge of a node's calls: a list output's lists are joined; other outputs collect
+    one value per call (a list when the node was mapped). Items are named by content, else by
+    their call's ``origins`` digest, output and position."""
+    uis = [ui for _, ui, _ in results if ui]
+    ui: dict[str, Any] | None
+    if not uis:
+        ui = None
+    elif len(results) == 1:
+        ui = uis[0]
+    else:
+        ui = {k: [y for u in uis for y in (u.get(k) or ())] for k in uis[0]}
+    merged = []
+    for k, is_list in enumerate(output_is_list):
+        if not is_list and not mapped:
+            merged.append(results[0][0][k])
+            continue
+        items: list[Any] = []
+        ids: list[bytes] = []
+        for i, (outs, _, _) in enumerate(results):
+            origin = origins[i]
+            value = outs[k]
+            if is_list:
+                for j, x in enumerate(_listed(value)):
+                    items.append(x)
+                    ids.append(_content_id(x) or _blake2b(origin + bytes((k % 256,)) + j.to_bytes(8, "little"), digest_size=16).digest())
+            else:
+                items.append(value)
+                ids.append(_content_id(value) or _blake2b(origin + bytes((k % 256,)), digest_size=16).digest())
+        merged.append(_as_list(items, ids))
+    return tuple(merged), ui

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from latentgraph.context import InterruptFlag
 from latentgraph.errors import NodeFailure
@@ -13,8 +13,39 @@ from latentgraph.events import EventSink
 from latentgraph.node import Node
 from latentgraph.validation import Graph, PlannedNode
 
-if TYPE_CHECKING:
-    from latentgraph.executor import RunResult
+
+
+@dataclass
+class RunResult:
+    """What a run did: its status, the output nodes' UI outputs, what ran and what the cache served."""
+
+    prompt_id: str
+    status: str  # "success", "error", "interrupted"
+    #: UI output of each output node, e.g. ``{"9": {"images": [...]}}``.
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    executed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    failure: NodeFailure | None = None
+    interrupted_at: str | None = None
+    total_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prompt_id": self.prompt_id,
+            "status": self.status,
+            "outputs": self.outputs,
+            "executed": self.executed,
+            "cached": self.cached,
+            "seconds": {k: round(v, 6) for k, v in self.seconds.items()},
+            "total_seconds": round(self.total_seconds, 6),
+            "error": self.failure.to_dict() if self.failure else None,
+            "interrupted_at": self.interrupted_at,
+        }
 
 
 class _Run:

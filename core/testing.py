@@ -14,7 +14,7 @@ Installing latentgraph makes these fixtures available in any pytest run (no conf
                         from :mod:`latentgraph.nodes.testing`, the kit's part that needs the nodes.
 
 Build workflows with :class:`WorkflowBuilder` (or load a file with :func:`load_workflow`), run
-them with ``engine.run(...)`` and check the :class:`~latentgraph.executor.RunResult` with
+them with ``engine.run(...)`` and check the :class:`~latentgraph.run_state.RunResult` with
 :func:`assert_success`, :func:`assert_failed`, :func:`assert_invalid`, :func:`output_images`
 and its ``executed`` / ``cached`` / ``outputs`` lists.
 """
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from latentgraph.engine import Engine
     from latentgraph.errors import ErrorReport, NodeFailure
-    from latentgraph.executor import RunResult
+    from latentgraph.run_state import RunResult
 
 
 @dataclass(frozen=True)
